@@ -1,0 +1,1 @@
+"""Chaos-testing harness for the multiconnect high-availability cluster."""

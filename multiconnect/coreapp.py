@@ -1,0 +1,256 @@
+"""The coreapp role: secondary until the shard map gives it a shard; then it connects to the
+gateway for that shard and serves message sends, self-fencing when it cannot confirm that it
+still owns the shard (see :mod:`multiconnect.core.ownership` and docs/fencing.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from . import db as dbq
+from . import schema
+from .clock import Clock, SystemClock
+from .config import NodeConfig
+from .core.ownership import Action, Close, Confirm, Connect, OwnershipCore, Ping
+from .db import Database, DatabaseError
+from .gateway_client import GatewayConnection, GatewayError
+from .settings import Settings
+from .shell import call, install_stop, sleep_or_stop, spawn, start_site, wait_for_schema
+
+log = logging.getLogger("multiconnect.coreapp")
+
+
+def envelope(status: int, code: int, title: str, details: str) -> web.Response:
+    return web.json_response(
+        {"errors": [{"code": code, "title": title, "details": details}]}, status=status)
+
+
+class Coreapp:
+    def __init__(self, cfg: NodeConfig, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.settings = Settings(cfg.heartbeat_interval, cfg.unhealthy_interval)
+        self.settings_version = 0
+        self.own = self._new_core()
+        self.db_own, self.db_misc = Database(cfg.db), Database(cfg.db)
+        self.conn: GatewayConnection | None = None
+        self.wake = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self.heartbeats: dict[str, float] = {}
+        self.sent = 0
+        self.never_fence = cfg.test_break == "never-self-fence"
+
+    def _new_core(self) -> OwnershipCore:
+        return OwnershipCore(
+            self.cfg.name, ttl=self.settings.ownership_ttl,
+            confirm_period=self.settings.confirm_period,
+            ping_period=max(0.05, self.cfg.gateway_ping_timeout / 4))
+
+    def _apply_settings(self, s: Settings) -> None:
+        self.settings = s
+        # a shorter TTL applies from the next confirmation on (never lengthens a past one)
+        self.own.ttl = s.ownership_ttl
+        self.own.confirm_period = s.confirm_period
+
+    # ------------------------------------------------------------------ ownership
+    async def ownership_loop(self) -> None:
+        while not self.stop.is_set():
+            now = self.clock.monotonic()
+            self.execute(self.own.tick(now))
+            wait = self.own.next_deadline(now) - self.clock.monotonic()
+            self.wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), min(max(wait, 0.01), 1.0))
+
+    def execute(self, actions: list[Action]) -> None:
+        for a in actions:
+            if isinstance(a, Confirm):
+                spawn(self.tasks, self._confirm(), "confirm")
+            elif isinstance(a, Connect):
+                spawn(self.tasks, self._connect(a), "connect")
+            elif isinstance(a, Close):
+                if self.never_fence and "shutdown" not in a.reason:
+                    log.error("TEST BREAK never-self-fence: ignoring %s", a.reason)
+                    continue
+                log.info("closing gateway connection: %s", a.reason)
+                spawn(self.tasks, self._close(), "close")
+            elif isinstance(a, Ping):
+                spawn(self.tasks, self._ping(), "ping")
+        if actions:
+            self.wake.set()
+
+    async def _confirm(self) -> None:
+        sent = self.clock.monotonic()
+        try:
+            row = await call(self.db_own, dbq.confirm_ownership, self.cfg.name,
+                             self.own.ttl, transaction=True)
+        except DatabaseError as e:
+            log.warning("ownership confirmation failed: %s", e)
+            self.execute(self.own.confirm_failed(self.clock.monotonic()))
+            return
+        before = (self.own.shard, self.own.epoch)
+        self.execute(self.own.confirmed(sent, self.clock.monotonic(), row))
+        if (self.own.shard, self.own.epoch) != before:
+            log.info("shard map: now %s", "secondary" if self.own.shard is None else
+                     f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
+
+    async def _connect(self, a: Connect) -> None:
+        host, port = self.cfg.gateway_address.rsplit(":", 1)
+        try:
+            conn = await GatewayConnection.open(
+                host, int(port), phone=self.cfg.phone_number, shard=a.shard,
+                node=self.cfg.name, epoch=a.epoch, timeout=2.0)
+        except (GatewayError, OSError, asyncio.TimeoutError) as e:
+            log.warning("gateway connect failed: %s", e)
+            self.execute(self.own.gateway_down(self.clock.monotonic(), f"connect failed: {e}"))
+            return
+        self.conn = conn
+        conn.on_closed = lambda c=conn: self._on_closed(c)
+        log.info("connected to gateway for shard %d (epoch %d, conn %s)", a.shard, a.epoch,
+                 conn.conn_id)
+        self.execute(self.own.gateway_up(self.clock.monotonic(), a.epoch))
+
+    def _on_closed(self, conn: GatewayConnection) -> None:
+        if self.conn is conn:
+            self.conn = None
+            log.info("gateway connection closed: %s", conn.close_reason)
+            self.execute(self.own.gateway_down(self.clock.monotonic(),
+                                               str(conn.close_reason)))
+
+    async def _close(self) -> None:
+        conn = self.conn
+        if conn is None:
+            self.execute(self.own.gateway_down(self.clock.monotonic(), "closed"))
+            return
+        with contextlib.suppress(Exception):
+            await conn.close()
+        if self.conn is conn:  # on_closed did not fire
+            self._on_closed(conn)
+
+    async def _ping(self) -> None:
+        conn = self.conn
+        if conn is None:
+            return
+        try:
+            await conn.ping(timeout=max(0.2, self.cfg.gateway_ping_timeout / 2))
+        except (GatewayError, asyncio.TimeoutError, OSError) as e:
+            log.warning("gateway ping failed: %s", e)
+            await self._close()
+
+    # ------------------------------------------------------------------ background
+    async def liveness_loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                await call(self.db_misc, dbq.touch_node, self.cfg.name)
+                settings, version = await call(self.db_misc, dbq.read_settings)
+                if version != self.settings_version:
+                    self._apply_settings(settings)
+                    self.settings_version = version
+            except DatabaseError as e:
+                log.warning("liveness write failed: %s", e)
+            # settings are re-read at least every heartbeat interval
+            await sleep_or_stop(self.stop, min(self.cfg.liveness_interval,
+                                               self.settings.heartbeat_interval))
+
+    # ------------------------------------------------------------------ HTTP
+    def status(self) -> dict[str, Any]:
+        now = self.clock.monotonic()
+        return {
+            "node": self.cfg.name,
+            "role": "coreapp",
+            "gateway_status": self.own.gateway_status(),
+            "shard": self.own.shard,
+            "epoch": self.own.epoch,
+            "ownership_valid_for": round(max(0.0, self.own.valid_until - now), 3)
+            if self.own.shard is not None else None,
+            "sent": self.sent,
+            "wall_time": time.time(),
+        }
+
+    async def h_heartbeat(self, request: web.Request) -> web.Response:
+        master = request.query.get("master", "?")
+        self.heartbeats[master] = self.clock.monotonic()
+        return web.json_response(self.status())
+
+    async def h_status(self, request: web.Request) -> web.Response:
+        return web.json_response(self.status())
+
+    async def h_message(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            msg_id, to, text, shard = body["id"], body["to"], body["body"], int(body["shard"])
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
+            return envelope(400, 1009, "Parameter value is not valid",
+                            'body must be {"id","to","body","shard"}')
+        now = self.clock.monotonic()
+        if self.own.shard != shard:
+            return envelope(409, 1018, "Not Primary Coreapp",
+                            f"{self.cfg.name} is not primary for shard {shard}")
+        conn = self.conn
+        if conn is None or not self.own.may_send(shard, now):
+            # paused, cut off or still fencing: re-check ownership before anything is sent
+            self.wake.set()
+            return envelope(503, 1011, "Service not ready",
+                            f"{self.cfg.name}: ownership of shard {shard} not confirmed "
+                            f"or gateway not connected ({self.own.gateway_status()})")
+        try:
+            await conn.send(msg_id, to, text, timeout=2.0)
+        except (GatewayError, asyncio.TimeoutError, OSError) as e:
+            return envelope(503, 1014, "Internal error", f"gateway send failed: {e}")
+        self.sent += 1
+        return web.json_response({"id": msg_id, "shard": shard, "epoch": conn.epoch
+                                  if hasattr(conn, "epoch") else self.own.epoch})
+
+    # ------------------------------------------------------------------ run
+    async def run(self) -> None:
+        install_stop(self.stop)
+        hb_app = web.Application()
+        hb_app.router.add_get("/v1/heartbeat", self.h_heartbeat)
+        api = web.Application()
+        api.router.add_get("/internal/status", self.h_status)
+        api.router.add_post("/internal/messages", self.h_message)
+        runners = [await start_site(hb_app, self.cfg.heartbeat_port),
+                   await start_site(api, self.cfg.internal_port)]
+        want = self.cfg.schema_version or schema.LATEST
+        if await wait_for_schema(self.db_misc, want, self.stop) < 0:
+            return
+        while not self.stop.is_set():
+            try:
+                await call(self.db_misc, dbq.register_node, self.cfg.name, "coreapp",
+                           self.cfg.advertise_address, self.cfg.heartbeat_address,
+                           self.cfg.container_id)
+                break
+            except DatabaseError as e:
+                log.warning("registration failed: %s", e)
+                await sleep_or_stop(self.stop, 0.5)
+        log.info("coreapp %s up (secondary; heartbeat port %d)", self.cfg.name,
+                 self.cfg.heartbeat_port)
+        loops = [spawn(self.tasks, self.ownership_loop(), "ownership"),
+                 spawn(self.tasks, self.liveness_loop(), "liveness")]
+        try:
+            await self.stop.wait()
+        finally:
+            log.info("stopping")
+            for t in loops:
+                t.cancel()
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.conn.close()
+            for t in list(self.tasks):
+                t.cancel()
+            for r in runners:
+                await r.cleanup()
+            self.db_own.close()
+            self.db_misc.close()
+
+
+async def run(cfg: NodeConfig) -> None:
+    await Coreapp(cfg).run()

@@ -1,0 +1,100 @@
+"""Shared plumbing for the role shells: logging, database calls off the event loop, HTTP
+servers, waiting for the schema, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import signal
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from . import db as dbq
+from .config import NodeConfig
+from .db import Database, DatabaseError
+
+T = TypeVar("T")
+log = logging.getLogger("multiconnect")
+
+
+def setup_logging(cfg: NodeConfig) -> None:
+    logging.basicConfig(
+        level=cfg.log_level,
+        format=f"%(asctime)s {cfg.name} %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def call(db: Database, fn: Callable[..., T], *args: Any, transaction: bool = False) -> T:
+    """Run one query function (``fn(cur, *args)``) in a worker thread."""
+    return await asyncio.to_thread(db.run, functools.partial(_apply, fn, args),
+                                   transaction=transaction)
+
+
+def _apply(fn: Callable[..., T], args: tuple, cur: Any) -> T:
+    return fn(cur, *args)
+
+
+async def wait_for_schema(db: Database, want: int, stop: asyncio.Event) -> int:
+    """Wait until the database schema has version ``want`` (nodes never write to a schema
+    they do not know). Returns the version found."""
+    last = None
+    while not stop.is_set():
+        try:
+            version = await call(db, dbq.schema_version)
+        except DatabaseError as e:
+            version, msg = None, f"database unavailable ({e})"
+        else:
+            msg = f"schema version {version}, this node needs {want}"
+            if version == want:
+                return version
+        if msg != last:
+            log.info("waiting: %s", msg)
+            last = msg
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+    return -1
+
+
+async def start_site(app: web.Application, port: int, cfg: NodeConfig | None = None,
+                     tls: bool = False) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    ctx = None
+    if tls and cfg is not None and cfg.tls_cert:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    site = web.TCPSite(runner, "0.0.0.0", port, ssl_context=ctx, reuse_address=True)
+    await site.start()
+    return runner
+
+
+def install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+
+
+def spawn(tasks: set[asyncio.Task], coro: Awaitable[Any], name: str = "") -> asyncio.Task:
+    """Start a background task, keep a reference, log if it dies."""
+    task = asyncio.ensure_future(coro)
+    tasks.add(task)
+
+    def done(t: asyncio.Task) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("task %s failed: %r", name or t, t.exception())
+
+    task.add_done_callback(done)
+    return task

@@ -1,0 +1,234 @@
+"""Make sure a Docker engine answers, starting (and if needed installing) one when we may.
+
+Model: the engine is *available* when ``docker.from_env().ping()`` succeeds. When it does
+not and we run as root on Debian, we install Debian's ``docker.io`` (only if ``dockerd`` is
+missing), start ``dockerd`` in its own session (log under /var/log) and poll the socket for
+up to 60 s. Anywhere else we raise :class:`EngineUnavailable` telling the user what to do.
+
+Concurrency: a lock file serialises starters. A second caller blocks on the lock while the
+first installs/starts dockerd, then finds the socket answering and returns; a caller that
+finds a live ``dockerd`` process (pid file) never starts another one, it only waits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+Progress = Callable[[str], None]
+
+
+def print_to_stderr(line: str) -> None:
+    """Default progress sink: one line to stderr, flushed."""
+    print(line, file=sys.stderr, flush=True)
+
+
+class EngineUnavailable(RuntimeError):
+    """No Docker engine answers and this process cannot start one."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where things live; the defaults are the real system, tests point them elsewhere."""
+
+    base_url: str | None = None  # None: docker.from_env() (DOCKER_HOST or the default socket)
+    dockerd: tuple[str, ...] = ("dockerd",)
+    lock_path: Path = Path("/run/mc-chaos-dockerd.lock")
+    log_path: Path = Path("/var/log/mc-chaos-dockerd.log")
+    pid_path: Path = Path("/var/run/docker.pid")
+    process_name: str = "dockerd"  # what /proc/<pid>/comm of a live daemon contains
+    start_timeout: float = 60.0
+    lock_timeout: float = 600.0  # another caller may be running apt-get
+    install: bool = True
+
+
+def _client(cfg: EngineConfig) -> docker.DockerClient:
+    if cfg.base_url:
+        return docker.DockerClient(base_url=cfg.base_url, version="auto", timeout=10)
+    return docker.from_env(timeout=10)
+
+
+def _answers(cfg: EngineConfig) -> docker.DockerClient | None:
+    """The client if the engine answers a ping now, else None."""
+    try:
+        client = _client(cfg)
+        if client.ping():
+            return client
+    except (docker.errors.DockerException, OSError):
+        pass
+    return None
+
+
+def _is_debian() -> bool:
+    return Path("/etc/debian_version").exists()
+
+
+def _dockerd_alive(cfg: EngineConfig) -> int | None:
+    """Pid of a running daemon recorded in the pid file, else None."""
+    try:
+        pid = int(cfg.pid_path.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return pid
+    return pid if cfg.process_name in comm else None
+
+
+def _how_to_fix(reason: str) -> str:
+    return (
+        f"No Docker engine answers ({reason}). Start one before running the suite: "
+        "on Debian/Ubuntu as root `apt-get install -y docker.io && "
+        "(setsid dockerd >/var/log/dockerd.log 2>&1 &)`, "
+        "elsewhere start Docker Desktop / `systemctl start docker`, or point DOCKER_HOST at a "
+        "running engine; a non-root user needs to be in the `docker` group."
+    )
+
+
+@contextmanager
+def _locked(path: Path, timeout: float, progress: Progress) -> Iterator[None]:
+    """Hold an exclusive flock on ``path``, polling while another process has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not told:
+                    progress(f"[engine] another process is starting dockerd (lock {path}); waiting")
+                    told = True
+                if time.monotonic() > deadline:
+                    raise EngineUnavailable(
+                        f"gave up after {timeout:.0f} s waiting for the lock {path} held by "
+                        "another process starting dockerd"
+                    ) from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _install_docker(progress: Progress) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "docker.io"]):
+        t0 = time.monotonic()
+        progress(f"[engine] {' '.join(cmd)}")
+        proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise EngineUnavailable(
+                f"`{' '.join(cmd)}` failed (exit {proc.returncode}); "
+                f"install docker.io by hand.\n{tail}"
+            )
+        progress(f"[engine] {' '.join(cmd)} done ({time.monotonic() - t0:.1f} s)")
+
+
+def _start_dockerd(cfg: EngineConfig, progress: Progress) -> int:
+    cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(cfg.log_path, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - fixed command
+            list(cfg.dockerd), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True,
+        )
+    progress(f"[engine] started {' '.join(cfg.dockerd)} (pid {proc.pid}), log {cfg.log_path}")
+    return proc.pid
+
+
+def _wait_answer(cfg: EngineConfig, progress: Progress, pid: int | None) -> docker.DockerClient:
+    t0 = time.monotonic()
+    next_note = t0 + 5.0
+    while True:
+        client = _answers(cfg)
+        if client is not None:
+            progress(f"[engine] docker engine answers ({time.monotonic() - t0:.1f} s)")
+            return client
+        now = time.monotonic()
+        if pid is not None and not _pid_alive(pid):
+            raise EngineUnavailable(
+                f"dockerd (pid {pid}) exited while starting; see {cfg.log_path}:\n"
+                + _tail(cfg.log_path)
+            )
+        if now - t0 > cfg.start_timeout:
+            raise EngineUnavailable(
+                f"dockerd did not answer within {cfg.start_timeout:.0f} s; see {cfg.log_path}:\n"
+                + _tail(cfg.log_path)
+            )
+        if now >= next_note:
+            progress(f"[engine] waiting for the docker socket ({now - t0:.0f} s)")
+            next_note = now + 5.0
+        time.sleep(0.25)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap if it is our child and died
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def ensure_engine(
+    progress: Progress = print_to_stderr, config: EngineConfig | None = None
+) -> docker.DockerClient:
+    """Return a client of an engine that answers, starting/installing dockerd when allowed."""
+    cfg = config or EngineConfig()
+    client = _answers(cfg)
+    if client is not None:
+        return client
+    if os.geteuid() != 0:
+        raise EngineUnavailable(_how_to_fix("not root, so this process will not start dockerd"))
+    if not _is_debian():
+        raise EngineUnavailable(_how_to_fix("not Debian, so this process will not install dockerd"))
+    host = os.environ.get("DOCKER_HOST", "")
+    if cfg.base_url is None and host and not host.startswith("unix://"):
+        raise EngineUnavailable(_how_to_fix(f"DOCKER_HOST={host} is remote and does not answer"))
+    with _locked(cfg.lock_path, cfg.lock_timeout, progress):
+        client = _answers(cfg)  # someone else may have started it while we waited
+        if client is not None:
+            return client
+        pid = _dockerd_alive(cfg)
+        if pid is not None:
+            progress(f"[engine] dockerd already running (pid {pid}); waiting for its socket")
+            return _wait_answer(cfg, progress, pid)
+        if shutil.which(cfg.dockerd[0]) is None:
+            if not cfg.install:
+                raise EngineUnavailable(_how_to_fix(f"{cfg.dockerd[0]} is not installed"))
+            _install_docker(progress)
+        pid = _start_dockerd(cfg, progress)
+        return _wait_answer(cfg, progress, pid)
+
+
+if __name__ == "__main__":
+    c = ensure_engine()
+    print(c.version().get("Version"))

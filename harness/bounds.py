@@ -1,0 +1,114 @@
+"""Expected bounds, computed from the cluster's own settings plus one margin.
+
+Model (docs/contracts.md, "Timing model"): h = ``heartbeat_interval``, u =
+``unhealthy_interval``, K = gateway ping timeout, F = 2·h (coreapp ownership TTL), T = master
+lease TTL. A promotion writes ``fence_until = max(now, valid_until + K + 0.5 s)`` and the new
+owner connects only after the fence. Every bound below is the protocol's worst case plus
+``MARGIN`` seconds — the ONE allowance for what the model leaves out (request latency, one
+scheduling tick, the new owner's first confirm). Override it per call (``margin=``) or for the
+whole process (``harness.bounds.MARGIN = 2.0``); the module value is read at call time.
+
+Every function returns a ``Bound(value, formula)``; the checkers accept it wherever they take
+a bound and print the formula in their explanations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Seconds added to every protocol worst case. The only tuning knob of this module.
+MARGIN: float = 1.0
+
+#: Extra wait after the old owner's validity before a new owner may connect (contracts.md).
+FENCE_SLACK: float = 0.5
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A bound in seconds and how it was computed (for reports)."""
+
+    value: float
+    formula: str
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g} s ({self.formula})"
+
+
+def _num(name: str, x: float) -> float:
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
+    return float(x)
+
+
+def _margin(margin: float | None) -> float:
+    return _num("margin", MARGIN if margin is None else margin)
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+def heartbeat_failover(heartbeat_interval: float, unhealthy_interval: float,
+                       gateway_ping_timeout: float, margin: float | None = None) -> Bound:
+    """Promotion bound when the primary coreapp is dead (killed, stopped, or cut from
+    everything): ``max(u + h, F + K + 0.5) + margin``.
+
+    Detection takes up to u (unhealthy) + h (one heartbeat period). The dead primary's last
+    confirm was at or before the fault, so its fence ends at most F + K + 0.5 after the fault;
+    whenever u >= h + K + 0.5 (defaults: 30 >= 15.5) that is already past when the promotion
+    happens, and the bound is simply u + h + margin.
+    """
+    h = _num("heartbeat_interval", heartbeat_interval)
+    u = _num("unhealthy_interval", unhealthy_interval)
+    k = _num("gateway_ping_timeout", gateway_ping_timeout)
+    m = _margin(margin)
+    detect, fence = u + h, 2 * h + k + FENCE_SLACK
+    if detect >= fence:
+        formula = (f"u + h + margin = {_g(u)} + {_g(h)} + {_g(m)} (fence F + K + 0.5 = "
+                   f"{_g(fence)} ends before detection)")
+    else:
+        formula = (f"F + K + 0.5 + margin = 2*{_g(h)} + {_g(k)} + 0.5 + {_g(m)} (the fence "
+                   f"outlasts detection u + h = {_g(detect)})")
+    return Bound(max(detect, fence) + m, formula)
+
+
+def partition_failover(heartbeat_interval: float, unhealthy_interval: float,
+                       gateway_ping_timeout: float, margin: float | None = None) -> Bound:
+    """Promotion bound when the old primary is alive but cut from the masters: it keeps
+    confirming its ownership until the promotion, so its validity runs up to F past the
+    promotion and the new owner waits that plus K + 0.5: ``u + h + F + K + 0.5 + margin``
+    with F = 2·h."""
+    h = _num("heartbeat_interval", heartbeat_interval)
+    u = _num("unhealthy_interval", unhealthy_interval)
+    k = _num("gateway_ping_timeout", gateway_ping_timeout)
+    m = _margin(margin)
+    value = u + h + 2 * h + k + FENCE_SLACK + m
+    return Bound(value, f"u + h + F + K + 0.5 + margin = {_g(u)} + {_g(h)} + 2*{_g(h)} + "
+                        f"{_g(k)} + 0.5 + {_g(m)}")
+
+
+def db_failover(liveness_interval: float, stale_after: float,
+                margin: float | None = None) -> Bound:
+    """Promotion bound of the database-based detector: ``stale_after + liveness_interval +
+    margin``. The last liveness write may land just before the fault, so the row turns stale
+    ``stale_after`` later, and the primary master notices within one more check period
+    (assumed to be at most ``liveness_interval``). Defaults 60 s / 120 s, scaled by
+    ``WA_DB_MONITOR_SCALE``."""
+    li = _num("liveness_interval", liveness_interval)
+    st = _num("stale_after", stale_after)
+    m = _margin(margin)
+    return Bound(st + li + m, f"stale_after + liveness_interval + margin = {_g(st)} + "
+                              f"{_g(li)} + {_g(m)}")
+
+
+def lease_takeover(lease_ttl: float, margin: float | None = None) -> Bound:
+    """Bound for a secondary master to take over the lease after the primary dies:
+    ``T + T/3 + margin`` — the lease expires at most T after its last renewal, and the
+    secondaries retry every T/3."""
+    ttl = _num("lease_ttl", lease_ttl)
+    m = _margin(margin)
+    return Bound(ttl + ttl / 3 + m, f"T + T/3 + margin = {_g(ttl)} + {_g(ttl)}/3 + {_g(m)}")

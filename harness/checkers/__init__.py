@@ -1,0 +1,38 @@
+"""Checkers: pure functions ``check(events, **params) -> Result`` over a history.
+
+Each module states its model in its docstring. Bind parameters with ``functools.partial`` and
+combine with ``compose``::
+
+    from functools import partial
+    from harness.checkers import compose, downtime, single_connected
+    check = compose(partial(downtime, bound=31.0), single_connected)
+    result = check(history.events())
+"""
+
+from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose, pair_ops, prepare
+from harness.checkers.connections import Connection, connections, single_connected
+from harness.checkers.downtime import Outage, downtime, outages
+from harness.checkers.faults import FaultWindow, fault_windows, find_fault
+from harness.checkers.masters import primary_masters
+from harness.checkers.media import media
+from harness.checkers.messages import no_duplicates, no_lost_acks
+from harness.checkers.promotion import no_promotion, promotion
+
+#: Every checker by name (each is also importable directly).
+CHECKERS = {
+    "downtime": downtime,
+    "promotion": promotion,
+    "no_promotion": no_promotion,
+    "single_connected": single_connected,
+    "no_lost_acks": no_lost_acks,
+    "no_duplicates": no_duplicates,
+    "media": media,
+    "primary_masters": primary_masters,
+}
+
+__all__ = [
+    "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
+    "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
+    "no_duplicates", "no_lost_acks", "no_promotion", "outages", "pair_ops", "prepare",
+    "primary_masters", "promotion", "single_connected",
+]

@@ -1,0 +1,127 @@
+"""Message safety: no acknowledged message lost, no message delivered twice.
+
+Model. A ``send`` that ended ``ok`` carries the message ``id`` the API returned; the gateway
+logs every message it accepted as ``gw-deliver`` with that ``id`` (and ``duplicate: true``
+when it had already seen the id). Lost = acknowledged (ok) but never delivered, whenever the
+delivery happened (the history's whole span counts).
+
+Duplicates (at-least-once rule). An id is *duplicated* if it appears in more than one
+``gw-deliver`` or any of its deliveries says ``duplicate: true``. With ``allow="none"`` every
+duplicated id is a violation. With ``allow="indeterminate"`` a duplicated id is tolerated
+unless the client got a clean, first-try acknowledgement for it: the id belongs to an ``ok``
+send whose value does not say it was retried (``retried: true`` or ``attempts``/``attempt``
+> 1). Ids with no ok send behind them (the send ended ``info``/``fail`` or never completed, so
+the client could not know the outcome and a resend is legitimate) are tolerated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from harness.checkers.base import (
+    Figure,
+    Op,
+    Result,
+    first_few,
+    pair_ops,
+    prepare,
+    t,
+)
+from harness.history import Event
+
+
+def _acked(prep: Any) -> tuple[dict[str, Op], int]:
+    ops, _ = pair_ops(prep, "send")
+    acked: dict[str, Op] = {}
+    missing = 0
+    for op in ops:
+        if op.type != "ok":
+            continue
+        mid = op.complete.value.get("id") if op.complete is not None else None
+        if mid is None:
+            missing += 1
+        else:
+            acked.setdefault(str(mid), op)
+    return acked, missing
+
+
+def no_lost_acks(events: Sequence[Event], *, name: str = "no_lost_acks") -> Result:
+    """Valid iff every id of an ok ``send`` appears in a ``gw-deliver`` event."""
+    prep = prepare(events)
+    acked, no_id = _acked(prep)
+    delivered = {str(e.value["id"]) for e in prep.select("gw-deliver")
+                 if e.value.get("id") is not None}
+    lost = [(mid, op) for mid, op in acked.items() if mid not in delivered]
+    figures: dict[str, Figure] = {
+        "acked": len(acked), "delivered_ids": len(delivered), "lost": len(lost),
+        "lost_ids": first_few([m for m, _ in lost]) or None, "ok_without_id": no_id,
+    }
+    note = (f" {no_id} ok send(s) carried no id and could not be checked." if no_id else "")
+    if lost:
+        details = "; ".join(
+            f"{mid} (shard {op.get('shard')}, {op.process}, invoked {t(op.invoke.time)}, "
+            f"acked {t(op.complete.time if op.complete else None)})" for mid, op in lost[:3])
+        return Result(name, False, figures,
+                      f"INVALID: {len(lost)} of {len(acked)} acknowledged message(s) never "
+                      f"reached the gateway (no gw-deliver with their id); first: {details}."
+                      + note)
+    return Result(name, True, figures,
+                  f"All {len(acked)} acknowledged message(s) were delivered to the gateway."
+                  + note)
+
+
+def _retried(op: Op) -> bool:
+    if op.get("retried"):
+        return True
+    for k in ("attempts", "attempt"):
+        v = op.get(k)
+        if isinstance(v, int | float) and v > 1:
+            return True
+    return False
+
+
+def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indeterminate"] = "none",
+                  name: str = "no_duplicates") -> Result:
+    """Valid iff no message id was delivered twice (see the module's at-least-once rule)."""
+    if allow not in ("none", "indeterminate"):
+        raise ValueError(f"allow must be 'none' or 'indeterminate', got {allow!r}")
+    prep = prepare(events)
+    seen: dict[str, list[Event]] = {}
+    flagged: set[str] = set()
+    for e in prep.select("gw-deliver"):
+        mid = str(e.value.get("id"))
+        seen.setdefault(mid, []).append(e)
+        if e.value.get("duplicate"):
+            flagged.add(mid)
+    dups = [m for m, evs in seen.items() if len(evs) > 1 or m in flagged]
+    acked, _ = _acked(prep) if dups else ({}, 0)
+    bad, tolerated = [], []
+    for m in dups:
+        op = acked.get(m)
+        if allow == "indeterminate" and (op is None or _retried(op)):
+            tolerated.append(m)
+        else:
+            bad.append(m)
+    figures: dict[str, Figure] = {
+        "deliveries": sum(len(v) for v in seen.values()), "distinct_ids": len(seen),
+        "duplicated_ids": len(dups), "tolerated": len(tolerated), "violations": len(bad),
+        "duplicate_ids": first_few(bad or dups) or None, "allow": allow,
+    }
+    if bad:
+        details = "; ".join(
+            f"{m} delivered {len(seen[m])}x at "
+            + ", ".join(f"{t(e.time)} by {e.value.get('node')} (seq {e.value.get('seq')}"
+                        + (", duplicate" if e.value.get("duplicate") else "") + ")"
+                        for e in seen[m][:4])
+            + (f", acked to {acked[m].process} {t(acked[m].complete.time)}"  # type: ignore[union-attr]
+               if m in acked else "")
+            for m in bad[:3])
+        return Result(name, False, figures,
+                      f"INVALID: {len(bad)} message id(s) delivered more than once "
+                      f"(allow={allow}); first: {details}.")
+    extra = (f" {len(tolerated)} duplicated id(s) tolerated: their send never got a clean "
+             "acknowledgement (at-least-once)." if tolerated else "")
+    return Result(name, True, figures,
+                  f"{len(seen)} distinct id(s) in {figures['deliveries']} deliveries; none "
+                  f"delivered twice against the rule allow={allow}.{extra}")

@@ -1,0 +1,101 @@
+"""A client for the cluster's public REST API (the same calls a real operator makes).
+
+Timeouts are short and explicit so an outage shows up as failures, not as one hung request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+class ApiError(RuntimeError):
+    def __init__(self, status: int, body: Any, what: str) -> None:
+        super().__init__(f"{what}: HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class ApiClient:
+    base_url: str
+    username: str = "admin"
+    password: str = "secret"
+    timeout: float = 2.0
+    token: str | None = None
+
+    def __post_init__(self) -> None:
+        self.http = requests.Session()
+        self.base_url = self.base_url.rstrip("/")
+
+    # -- auth ------------------------------------------------------------------------
+    def login(self, new_password: str | None = None) -> str:
+        body = {"new_password": new_password} if new_password else None
+        r = self.http.post(f"{self.base_url}/v1/users/login", json=body,
+                           auth=(self.username, self.password), timeout=self.timeout)
+        if r.status_code != 200:
+            raise ApiError(r.status_code, _body(r), "login")
+        self.token = r.json()["users"][0]["token"]
+        if new_password:
+            self.password = new_password
+        return self.token
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        h.update(extra or {})
+        return h
+
+    def request(self, method: str, path: str, *, timeout: float | None = None,
+                **kw: Any) -> requests.Response:
+        headers = self._headers(kw.pop("headers", None))
+        return self.http.request(method, f"{self.base_url}{path}", headers=headers,
+                                 timeout=timeout or self.timeout, **kw)
+
+    # -- calls -----------------------------------------------------------------------
+    def send_text(self, to: str, body: str, timeout: float | None = None) -> requests.Response:
+        return self.request("POST", "/v1/messages", timeout=timeout, json={
+            "recipient_type": "individual", "to": to, "type": "text", "text": {"body": body}})
+
+    def health(self, timeout: float | None = None) -> dict[str, Any]:
+        r = self.request("GET", "/v1/health", timeout=timeout)
+        if r.status_code != 200:
+            raise ApiError(r.status_code, _body(r), "health")
+        return r.json()
+
+    def upload_media(self, data: bytes, content_type: str = "application/octet-stream",
+                     timeout: float | None = None) -> requests.Response:
+        return self.request("POST", "/v1/media", data=data, timeout=timeout,
+                            headers={"Content-Type": content_type})
+
+    def get_media(self, media_id: str, timeout: float | None = None) -> requests.Response:
+        return self.request("GET", f"/v1/media/{media_id}", timeout=timeout)
+
+    def settings(self) -> dict[str, Any]:
+        r = self.request("GET", "/v1/settings/application")
+        if r.status_code != 200:
+            raise ApiError(r.status_code, _body(r), "settings")
+        return r.json()["settings"]["application"]
+
+    def patch_settings(self, changes: dict[str, Any]) -> requests.Response:
+        return self.request("PATCH", "/v1/settings/application", json=changes)
+
+
+def _body(r: requests.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return r.text[:500]
+
+
+def roles_from_health(health: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"health": {"<name>:<cid>": {...}}}`` → ``{name: {...}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, entry in (health.get("health") or {}).items():
+        name = key.rsplit(":", 1)[0]
+        if "errors" in entry:
+            out[name] = {"error": entry["errors"][0].get("details", "unreachable")}
+        else:
+            out[name] = {"role": entry.get("role"), "gateway_status": entry.get("gateway_status")}
+    return out

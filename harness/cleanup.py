@@ -1,0 +1,89 @@
+"""Labels and the sweeper: nothing a run creates outlives it.
+
+Every container, network and volume carries ``mc.run=<run id>`` and ``mc.owner=<host>:<pid>``
+(the process that must remove it) — or ``mc.owner=keep`` for clusters started by
+``python -m harness up``, which only ``down`` removes. At every start, the sweeper removes the
+resources of runs whose owner process is gone (a run killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+
+import docker
+import docker.errors
+
+LABEL_RUN = "mc.run"
+LABEL_OWNER = "mc.owner"
+LABEL_COMPONENT = "mc.component"
+KEEP = "keep"
+
+
+def owner_label(keep: bool = False) -> str:
+    return KEEP if keep else f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_alive(owner: str) -> bool:
+    if owner == KEEP:
+        return True
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True  # not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def runs(client: docker.DockerClient) -> dict[str, str]:
+    """run id → owner label, for every run with a container or network present."""
+    out: dict[str, str] = {}
+    for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
+        out[c.labels[LABEL_RUN]] = c.labels.get(LABEL_OWNER, "")
+    for n in client.networks.list(filters={"label": LABEL_RUN}):
+        out.setdefault(n.attrs["Labels"][LABEL_RUN], n.attrs["Labels"].get(LABEL_OWNER, ""))
+    for v in client.volumes.list(filters={"label": LABEL_RUN}):
+        out.setdefault(v.attrs["Labels"][LABEL_RUN], v.attrs["Labels"].get(LABEL_OWNER, ""))
+    return out
+
+
+def remove_run(client: docker.DockerClient, run_id: str) -> int:
+    """Remove every container, network and volume of one run. Returns how many."""
+    flt = {"label": f"{LABEL_RUN}={run_id}"}
+    removed = 0
+    for c in client.containers.list(all=True, filters=flt):
+        try:
+            c.remove(force=True, v=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for n in client.networks.list(filters=flt):
+        try:
+            n.remove()
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    for v in client.volumes.list(filters=flt):
+        try:
+            v.remove(force=True)
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+    return removed
+
+
+def sweep(client: docker.DockerClient, progress: Callable[[str], None] | None = None) -> list[str]:
+    """Remove runs whose owner process is gone. Returns the run ids removed."""
+    swept = []
+    for run_id, owner in runs(client).items():
+        if not _owner_alive(owner):
+            n = remove_run(client, run_id)
+            swept.append(run_id)
+            if progress:
+                progress(f"[cleanup] swept {n} leftovers of dead run {run_id} (owner {owner})")
+    return swept

@@ -1,0 +1,127 @@
+"""``python -m harness up|down|ps|logs|images`` — hand exploration and outside tools.
+
+``up`` starts a cluster, waits until ready, prints one JSON object (``--json``) and leaves it
+running (owner label ``keep``: the sweeper never touches it); ``down`` removes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import cleanup
+from .engine import EngineUnavailable, ensure_engine
+from .spec import TIMINGS, SpecError, topology
+
+
+def _progress(quiet: bool):
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+    return say
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from .cluster import Cluster, ClusterStartError
+    try:
+        spec = topology(masters=args.masters, coreapps=args.coreapps, webapps=args.webapps,
+                        shards=args.shards, timing=args.timing,
+                        **{k: v for k, v in (("heartbeat_interval", args.heartbeat_interval),
+                                             ("unhealthy_interval", args.unhealthy_interval))
+                           if v is not None})
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cluster = Cluster(spec, keep=True, progress=_progress(args.quiet))
+    try:
+        cluster.start(timeout=args.timeout)
+    except (ClusterStartError, EngineUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    info = cluster.describe()
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"cluster {info['run_id']} ready: {info['webapp_url']} "
+              f"(admin / {info['admin']['password']}); remove with: "
+              f"python -m harness down --run-id {info['run_id']}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    client = ensure_engine(_progress(args.quiet))
+    ids = list(cleanup.runs(client)) if args.all else [args.run_id]
+    if not args.all and not args.run_id:
+        print("error: give --run-id ID or --all", file=sys.stderr)
+        return 2
+    for run_id in ids:
+        n = cleanup.remove_run(client, run_id)
+        print(f"{run_id}: removed {n} resources")
+    return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    client = ensure_engine(_progress(True))
+    for run_id, owner in sorted(cleanup.runs(client).items()):
+        cs = client.containers.list(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
+        running = sum(c.status == "running" for c in cs)
+        print(f"{run_id}  owner={owner}  containers={len(cs)} running={running}")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    client = ensure_engine(_progress(True))
+    ids = [args.run_id] if args.run_id else sorted(cleanup.runs(client))
+    for run_id in ids:
+        cs = client.containers.list(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
+        for c in sorted(cs, key=lambda c: c.name):
+            prefix = c.labels.get(cleanup.LABEL_COMPONENT, c.name)
+            for line in c.logs(timestamps=True).decode(errors="replace").splitlines():
+                print(f"{prefix:<10} | {line}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from .images import ensure_images
+    client = ensure_engine(_progress(args.quiet))
+    refs = ensure_images(client, progress=_progress(args.quiet))
+    for name, ref in refs.items():
+        print(f"{name:<10} {ref}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start a cluster and leave it running")
+    up.add_argument("--masters", type=int, default=2)
+    up.add_argument("--coreapps", type=int, default=2)
+    up.add_argument("--webapps", type=int, default=1)
+    up.add_argument("--shards", type=int, default=1)
+    up.add_argument("--timing", choices=sorted(TIMINGS), default="ci")
+    up.add_argument("--heartbeat-interval", type=int)
+    up.add_argument("--unhealthy-interval", type=int)
+    up.add_argument("--timeout", type=float, default=180.0)
+    up.add_argument("--json", action="store_true", help="print one JSON object")
+    up.set_defaults(fn=cmd_up)
+    down = sub.add_parser("down", help="remove a cluster")
+    down.add_argument("--run-id")
+    down.add_argument("--all", action="store_true")
+    down.set_defaults(fn=cmd_down)
+    sub.add_parser("ps", help="list clusters").set_defaults(fn=cmd_ps)
+    logs = sub.add_parser("logs", help="every container's log, node-prefixed")
+    logs.add_argument("--run-id")
+    logs.set_defaults(fn=cmd_logs)
+    sub.add_parser("images", help="build (or find cached) every image").set_defaults(
+        fn=cmd_images)
+    args = p.parse_args(argv)
+    try:
+        return args.fn(args)
+    except EngineUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

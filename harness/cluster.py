@@ -1,0 +1,410 @@
+"""A whole cluster in Docker from a topology spec.
+
+One ``--internal`` network per run (no egress); containers ``<run>-db``, ``<run>-nfs``,
+``<run>-toxiproxy``, ``<run>-gateway``, ``<run>-master-1`` …, each reachable inside the network
+by its short name. Every link between components goes through the toxiproxy container (see
+:mod:`harness.links`); the harness reaches containers by IP (the host routes to internal
+networks) and the webapps through ``client->webapp-k`` proxies.
+
+Ready means: /v1/health shows one primary master and one connected coreapp per shard, and a
+message to a recipient of every shard is acknowledged and delivered at the gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import pymysql
+import requests
+
+from multiconnect.sharding import recipients_for_shard
+
+from . import cleanup
+from .api import ApiClient, ApiError, roles_from_health
+from .engine import ensure_engine, print_to_stderr
+from .images import ensure_images
+from .links import PORTS, LinkTable, build_links
+from .spec import Topology, validate
+from .toxiproxy import Toxiproxy
+from .wait import WaitTimeout, wait_for
+
+Progress = Callable[[str], None]
+DB_NAME, DB_USER = "waent", "waent"
+FAKETIME_FILE = "/run/faketime/offset"
+
+
+class ClusterStartError(RuntimeError):
+    """Bring-up failed: the message names the component and carries its log tail."""
+
+
+@dataclass
+class Node:
+    name: str
+    role: str            # master | coreapp | webapp | db | nfs | toxiproxy | gateway
+    container: Any       # docker Container
+    ip: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "role": self.role, "container": self.container.name,
+                "ip": self.ip}
+
+
+class Cluster:
+    def __init__(self, spec: Topology | None = None, *, run_id: str | None = None,
+                 progress: Progress = print_to_stderr, keep: bool = False,
+                 client: docker.DockerClient | None = None) -> None:
+        self.spec = validate(spec or Topology())
+        self.run_id = run_id or f"mc{uuid.uuid4().hex[:8]}"
+        self.progress = progress
+        self.keep = keep
+        self.client = client
+        self.links: LinkTable = build_links(self.spec)
+        self.nodes: dict[str, Node] = {}
+        self.db_password = secrets.token_urlsafe(12)
+        self.db_root_password = secrets.token_urlsafe(12)
+        self.admin_password = "A1-" + secrets.token_urlsafe(12)
+        self.images: dict[str, str] = {}
+        self.network = None
+        self.toxiproxy: Toxiproxy | None = None
+        self._api: dict[int, ApiClient] = {}
+        self.started = False
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, timeout: float = 120.0) -> Cluster:
+        t0 = time.monotonic()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.started = True
+        self.progress(f"[cluster] {self.run_id} ready in {time.monotonic() - t0:.1f}s")
+        return self
+
+    def _start(self, timeout: float) -> None:
+        if self.client is None:
+            self.client = ensure_engine(self.progress)
+        cleanup.sweep(self.client, self.progress)
+        wanted = ("db", "nfs", "toxiproxy", "node") if self.spec.media == "nfs" else (
+            "db", "toxiproxy", "node")
+        self.images = ensure_images(self.client, names=("base",) + wanted,
+                                    overrides=self.spec.image_overrides(),
+                                    progress=self.progress)
+        labels = self._labels("network")
+        self.network = self.client.networks.create(
+            self.run_id, driver="bridge", internal=True, labels=labels, check_duplicate=True)
+        self.progress(f"[cluster] {self.run_id}: network created; starting infrastructure")
+        self._run_infra()
+        self._wait_infra(timeout)
+        self._run_nodes()
+        self._wait_ready(timeout)
+
+    def stop(self) -> None:
+        if self.client is None:
+            return
+        t0 = time.monotonic()
+        n = cleanup.remove_run(self.client, self.run_id)
+        self.started = False
+        self.progress(f"[cluster] {self.run_id}: removed {n} resources in "
+                      f"{time.monotonic() - t0:.1f}s")
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ containers
+    def _labels(self, component: str) -> dict[str, str]:
+        return {cleanup.LABEL_RUN: self.run_id, cleanup.LABEL_OWNER: cleanup.owner_label(self.keep),
+                cleanup.LABEL_COMPONENT: component}
+
+    def _run(self, name: str, role: str, image: str, **kw: Any) -> Node:
+        assert self.client is not None and self.network is not None
+        container = self.client.containers.create(
+            image, name=f"{self.run_id}-{name}", hostname=name, detach=True,
+            labels=self._labels(name), network=self.network.name, **kw)
+        # short name inside the network
+        self.network.disconnect(container)
+        self.network.connect(container, aliases=[name])
+        container.start()
+        node = Node(name, role, container)
+        self.nodes[name] = node
+        return node
+
+    def _run_infra(self) -> None:
+        tm = self.spec.timing
+        self._run("db", "db", self.images["db"], environment={
+            "MC_DB_NAME": DB_NAME, "MC_DB_USER": DB_USER, "MC_DB_PASSWORD": self.db_password,
+            "MC_DB_ROOT_PASSWORD": self.db_root_password,
+            # the official mysql image's variables, for users who point db at it
+            "MYSQL_DATABASE": DB_NAME, "MYSQL_USER": DB_USER, "MYSQL_PASSWORD": self.db_password,
+            "MYSQL_ROOT_PASSWORD": self.db_root_password,
+        }, tmpfs={"/var/lib/mysql": "rw,size=512m"})
+        if self.spec.media == "nfs":
+            self._run("nfs", "nfs", self.images["nfs"], cap_add=["DAC_READ_SEARCH", "SYS_ADMIN"],
+                      tmpfs={"/export": "rw,size=256m,mode=0777"})
+        self._run("toxiproxy", "toxiproxy", self.images["toxiproxy"])
+        self._run("gateway", "gateway", self.images["node"], command=["gateway"], init=True,
+                  environment={"GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
+                               "LD_PRELOAD": ""})
+
+    def _refresh_ips(self) -> None:
+        assert self.network is not None
+        for node in self.nodes.values():
+            node.container.reload()
+            nets = node.container.attrs["NetworkSettings"]["Networks"]
+            node.ip = (nets.get(self.network.name) or {}).get("IPAddress", "")
+
+    def _check_alive(self, names: list[str] | None = None) -> None:
+        for node in self.nodes.values():
+            if names is not None and node.name not in names:
+                continue
+            node.container.reload()
+            if node.container.status in ("exited", "dead"):
+                raise ClusterStartError(
+                    f"container {node.container.name} ({node.role}) exited during bring-up "
+                    f"with code {node.container.attrs['State'].get('ExitCode')}; last log "
+                    f"lines:\n{self.log_tail(node.name)}")
+
+    def _wait_infra(self, timeout: float) -> None:
+        self._refresh_ips()
+        infra = [n for n in ("db", "nfs", "toxiproxy", "gateway") if n in self.nodes]
+
+        def db_ok() -> bool:
+            self._check_alive(infra)
+            self.db_connect().close()
+            return True
+
+        def toxi_ok() -> bool:
+            self._check_alive(infra)
+            return requests.get(f"http://{self.nodes['toxiproxy'].ip}:8474/version",
+                                timeout=1).ok
+
+        def gw_ok() -> bool:
+            self._check_alive(infra)
+            return requests.get(f"{self.gateway_url}/health", timeout=1).ok
+
+        def nfs_ok() -> bool:
+            self._check_alive(infra)
+            with socket.create_connection((self.nodes["nfs"].ip, PORTS["nfs"]), timeout=1):
+                return True
+
+        checks = [("toxiproxy API", toxi_ok), ("gateway stand-in", gw_ok),
+                  ("database", db_ok)]
+        if "nfs" in self.nodes:
+            checks.append(("NFS server", nfs_ok))
+        for what, check in checks:
+            self._wait(check, timeout, what)
+        self.toxiproxy = Toxiproxy(f"http://{self.nodes['toxiproxy'].ip}:8474")
+        self.toxiproxy.populate([
+            {"name": lk.name, "listen": f"0.0.0.0:{lk.listen_port}", "upstream": lk.upstream,
+             "enabled": True} for lk in self.links])
+        self.progress(f"[cluster] {self.run_id}: infrastructure up; {len(self.links)} links "
+                      "proxied; starting nodes")
+
+    def _wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        try:
+            return wait_for(check, timeout=timeout, what=what)
+        except WaitTimeout as e:
+            tails = "\n".join(f"--- {n}\n{self.log_tail(n, 15)}" for n in self.nodes)
+            raise ClusterStartError(f"{e}\ncontainer logs:\n{tails}") from e
+
+    def node_env(self, name: str, role: str) -> dict[str, str]:
+        tm = self.spec.timing
+        db_link = self.links[f"{name}->db"]
+        env = {
+            "WA_DB_ENGINE": "MYSQL", "WA_DB_HOSTNAME": "toxiproxy",
+            "WA_DB_PORT": str(db_link.listen_port), "WA_DB_USERNAME": DB_USER,
+            "WA_DB_PASSWORD": self.db_password, "WA_DB_NAME": DB_NAME,
+            "WA_NODE_NAME": name, "EXTERNAL_HOSTNAME": name,
+            "WA_HEARTBEAT_INTERVAL": str(tm.heartbeat_interval),
+            "WA_UNHEALTHY_INTERVAL": str(tm.unhealthy_interval),
+            "WA_DB_MONITOR_SCALE": str(tm.db_monitor_scale),
+            "WA_MASTER_LEASE_TTL": str(tm.lease_ttl),
+            "WA_GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
+            "WA_DB_TIMEOUT": str(max(0.5, min(2.0, tm.heartbeat_interval))),
+            "WA_ROUTES": self.links.routes_for(name, "toxiproxy"),
+        }
+        if role == "master":
+            env["WA_MASTER_NODE"] = "1"
+        if role == "coreapp":
+            env["WA_GATEWAY_ADDRESS"] = f"toxiproxy:{self.links[f'{name}->gateway'].listen_port}"
+        if role == "webapp":
+            if self.spec.media == "nfs":
+                port = self.links[f"{name}->nfs"].listen_port
+                env["WA_MEDIA_PATH"] = f"nfs://toxiproxy:{port}/export"
+            else:
+                env["WA_MEDIA_PATH"] = "/usr/local/wamedia"
+            env["WA_MEDIA_TIMEOUT"] = "2"
+        return env
+
+    def _run_nodes(self) -> None:
+        vol = None
+        if self.spec.media == "volume":
+            vol = self.client.volumes.create(f"{self.run_id}-media",
+                                             labels=self._labels("media"))
+        for role in ("master", "coreapp", "webapp"):
+            for name in self.spec.node_names(role):
+                kw: dict[str, Any] = {}
+                if vol is not None and role == "webapp":
+                    kw["volumes"] = {vol.name: {"bind": "/usr/local/wamedia", "mode": "rw"}}
+                self._run(name, role, self.images["node"],
+                          command=["coreapp" if role == "master" else role], init=True,
+                          environment=self.node_env(name, role), **kw)
+        self._refresh_ips()
+
+    def _wait_ready(self, timeout: float) -> None:
+        api = ApiClient(self.webapp_url(1), "admin", "secret")
+
+        def first_login() -> bool:
+            self._check_alive()
+            try:
+                api.login(new_password=self.admin_password)
+            except ApiError as e:
+                if e.status == 401:  # already changed (a restarted webapp)
+                    api.password = self.admin_password
+                    api.login()
+                else:
+                    raise
+            return True
+
+        self._wait(first_login, timeout, "admin login through webapp-1")
+        self._wait(lambda: self._check_alive() or self.ready_state(), timeout,
+                   "one primary master and one connected coreapp per shard")
+        self._wait(lambda: self._check_alive() or self.round_trip(), timeout,
+                   "a message to every shard acknowledged and delivered")
+
+    # ------------------------------------------------------------------ observation
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.nodes['gateway'].ip}:8080"
+
+    def webapp_url(self, k: int = 1) -> str:
+        lk = self.links[f"client->webapp-{k}"]
+        return f"http://{self.nodes['toxiproxy'].ip}:{lk.listen_port}"
+
+    def direct_webapp_url(self, k: int = 1) -> str:
+        return f"http://{self.nodes[f'webapp-{k}'].ip}:{PORTS['api']}"
+
+    def api(self, k: int = 1, timeout: float = 2.0) -> ApiClient:
+        """An authenticated API client through the ``client->webapp-k`` link."""
+        if k not in self._api:
+            c = ApiClient(self.webapp_url(k), "admin", self.admin_password, timeout=timeout)
+            c.login()
+            self._api[k] = c
+        return self._api[k]
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        return roles_from_health(self.api().health())
+
+    def ready_state(self) -> dict[str, Any] | None:
+        roles = self.health()
+        primaries = [n for n, r in roles.items() if r.get("role") == "primary_master"]
+        connected = [n for n, r in roles.items()
+                     if r.get("role") == "coreapp" and r.get("gateway_status") == "connected"]
+        if len(primaries) == 1 and len(connected) == self.spec.shards:
+            return {"primary_master": primaries[0], "connected": connected}
+        return None
+
+    def round_trip(self) -> bool:
+        api = self.api()
+        for shard in range(self.spec.shards):
+            to = recipients_for_shard(shard, self.spec.shards, 1, prefix="1999")[0]
+            r = api.send_text(to, f"readiness {self.run_id}")
+            if r.status_code != 201:
+                raise ApiError(r.status_code, r.text, f"readiness message to shard {shard}")
+            mid = r.json()["messages"][0]["id"]
+            if not any(e.get("id") == mid for e in self.gateway_events()
+                       if e["type"] == "deliver"):
+                return False
+        return True
+
+    def gateway_events(self, since: int = 0) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            r = requests.get(f"{self.gateway_url}/events", params={"since": since}, timeout=2)
+            r.raise_for_status()
+            body = r.json()
+            out.extend(body["events"])
+            if not body["events"] or body["next"] == since:
+                return out
+            since = body["next"]
+
+    def db_connect(self, timeout: float = 2.0) -> pymysql.connections.Connection:
+        return pymysql.connect(host=self.nodes["db"].ip, port=PORTS["db"], user="root",
+                               password=self.db_root_password, connect_timeout=int(timeout),
+                               read_timeout=timeout, autocommit=True)
+
+    def shard_map(self) -> dict[int, dict[str, Any]]:
+        """The shard map table, read directly from the database (as an operator would)."""
+        with contextlib.closing(self.db_connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT shard, hostname, epoch FROM `{DB_NAME}`.shard_map "
+                        "ORDER BY shard")
+            return {int(s): {"hostname": h, "epoch": int(e)} for s, h, e in cur.fetchall()}
+
+    def primary_coreapp(self, shard: int = 0) -> str:
+        owner = self.shard_map()[shard]["hostname"]
+        if owner is None:
+            raise LookupError(f"shard {shard} has no primary coreapp")
+        return owner
+
+    def primary_master(self) -> str:
+        with contextlib.closing(self.db_connect()) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT holder FROM `{DB_NAME}`.master_lease WHERE id = 1 "
+                        "AND expires_at > NOW(6)")
+            row = cur.fetchone()
+        if not row or not row[0]:
+            raise LookupError("no live master lease")
+        return row[0]
+
+    def container(self, name: str):
+        return self.nodes[name].container
+
+    def exec(self, name: str, cmd: list[str] | str) -> tuple[int, str]:
+        res = self.container(name).exec_run(cmd)
+        return res.exit_code, res.output.decode(errors="replace")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        try:
+            return self.nodes[name].container.logs(tail=lines).decode(errors="replace")
+        except docker.errors.APIError as e:
+            return f"(no log: {e})"
+
+    def logs(self) -> dict[str, str]:
+        out = {}
+        for name, node in self.nodes.items():
+            try:
+                out[name] = node.container.logs().decode(errors="replace")
+            except docker.errors.APIError as e:
+                out[name] = f"(no log: {e})"
+        return out
+
+    def secrets(self) -> list[str]:
+        return [self.db_password, self.db_root_password, self.admin_password] + [
+            c.token for c in self._api.values() if c.token]
+
+    def describe(self) -> dict[str, Any]:
+        proxy_ip = self.nodes["toxiproxy"].ip
+        return {
+            "run_id": self.run_id,
+            "webapp_url": self.webapp_url(1),
+            "webapp_urls": [self.webapp_url(k) for k in range(1, self.spec.webapps + 1)],
+            "admin": {"username": "admin", "password": self.admin_password},
+            "db": {"host": self.nodes["db"].ip, "port": PORTS["db"], "user": "root",
+                   "password": self.db_root_password, "database": DB_NAME},
+            "toxiproxy_url": f"http://{proxy_ip}:8474",
+            "gateway_url": self.gateway_url,
+            "nodes": [n.to_dict() for n in self.nodes.values()],
+            "links": self.links.to_dicts(proxy_ip),
+            "topology": self.spec.to_dict(),
+        }

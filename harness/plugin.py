@@ -1,0 +1,249 @@
+"""The pytest plugin (entry point ``pytest11: multiconnect_chaos``).
+
+Settings reach a test three ways, like pytest's own plugins: command-line option, ini key,
+marker — the marker wins for its test (``@pytest.mark.topology(coreapps=5, shards=4)``).
+
+Fixtures: ``mc_topology`` (the spec for this test), ``cluster`` (a started cluster, removed
+afterwards), ``cluster_factory`` (start several / custom ones), ``history`` (JSON lines under
+the test's artifact directory), ``nemesis`` and ``workload`` (healed / stopped in teardown
+whatever happens), ``record_figures`` (figures for the terminal summary and the report).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .spec import DB_ENGINES, MEDIA_BACKENDS, TIMINGS, SpecError, Topology
+
+MARKERS = {
+    "failover": "failover scenario on a real cluster (CI: pytest -m failover)",
+    "chaos": "randomized, seeded fault schedules (nightly)",
+    "nightly": "runs with the documented (slow) timings; nightly only",
+    "procedures": "documented operator procedures (compose, upgrade, volumes)",
+    "integration": "needs Docker or real servers",
+    "topology(**fields)": "topology for this test, e.g. topology(coreapps=5, shards=4)",
+}
+
+OPTIONS: list[tuple[str, str, Any, str]] = [
+    # (name, type, default, help)
+    ("masters", "int", 2, "number of masters"),
+    ("coreapps", "int", 2, "number of coreapps"),
+    ("webapps", "int", 1, "number of webapps"),
+    ("shards", "int", 1, "shards (1, 2, 4, 8, 16, 32)"),
+    ("timing", "str", "ci", f"timing preset: {', '.join(TIMINGS)}"),
+    ("db_engine", "str", "mariadb", f"database engine: {', '.join(DB_ENGINES)}"),
+    ("media", "str", "nfs", f"media store: {', '.join(MEDIA_BACKENDS)}"),
+    ("db_image", "str", "", "use this db image instead of building MariaDB"),
+    ("node_image", "str", "", "use this node image instead of building it"),
+    ("artifacts", "str", "reports/artifacts", "where histories and logs are written"),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("multiconnect", "multiconnect chaos cluster")
+    for name, typ, default, help_ in OPTIONS:
+        flag = "--mc-" + name.replace("_", "-")
+        group.addoption(flag, dest=f"mc_{name}", default=None,
+                        help=f"{help_} (ini: mc_{name}; default {default})")
+        parser.addini(f"mc_{name}", help_, default=str(default))
+    group.addoption("--mc-keep-failed", action="store_true", dest="mc_keep_failed",
+                    help="keep a failed test's cluster running for inspection "
+                         "(remove it with: python -m harness down --run-id ID)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    config.stash[SUMMARY] = []
+    # validate the session-wide topology before any test starts anything
+    if not config.option.help and not getattr(config.option, "collectonly", False):
+        try:
+            base_topology(config)
+        except SpecError as e:
+            raise pytest.UsageError(str(e)) from None
+
+
+SUMMARY = pytest.StashKey[list]()
+
+
+def _setting(config: pytest.Config, name: str) -> str:
+    value = config.getoption(f"mc_{name}")
+    return value if value is not None else config.getini(f"mc_{name}")
+
+
+def base_topology(config: pytest.Config) -> Topology:
+    def as_int(name: str) -> int:
+        raw = _setting(config, name)
+        try:
+            return int(raw)
+        except ValueError:
+            raise SpecError(name, raw, "an integer") from None
+
+    images = {}
+    if _setting(config, "db_image"):
+        images["db"] = _setting(config, "db_image")
+    if _setting(config, "node_image"):
+        images["node"] = _setting(config, "node_image")
+    return Topology().with_(
+        masters=as_int("masters"), coreapps=as_int("coreapps"), webapps=as_int("webapps"),
+        shards=as_int("shards"), timing=_setting(config, "timing"),
+        db_engine=_setting(config, "db_engine"), media=_setting(config, "media"),
+        images=images)
+
+
+@pytest.fixture
+def mc_topology(request: pytest.FixtureRequest) -> Topology:
+    spec = base_topology(request.config)
+    marker = request.node.get_closest_marker("topology")
+    if marker is not None:
+        spec = spec.with_(**marker.kwargs)
+    return spec
+
+
+def _safe(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[-120:]
+
+
+@pytest.fixture
+def mc_artifacts(request: pytest.FixtureRequest) -> Path:
+    root = Path(_setting(request.config, "artifacts"))
+    path = root / _safe(request.node.nodeid)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"mc_rep_{rep.when}", rep)
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    return any(getattr(getattr(request.node, f"mc_rep_{w}", None), "failed", False)
+               for w in ("setup", "call"))
+
+
+@pytest.fixture
+def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
+                    mc_artifacts: Path) -> Iterator[Callable[..., Any]]:
+    from .cluster import Cluster
+
+    started: list[Cluster] = []
+
+    def make(**changes: Any) -> Cluster:
+        spec = mc_topology.with_(**changes) if changes else mc_topology
+        c = Cluster(spec)
+        started.append(c)
+        try:
+            import allure
+            with allure.step(f"bring up cluster {c.run_id} ({_describe(spec)})"):
+                c.start()
+        except ImportError:
+            c.start()
+        return c
+
+    yield make
+    failed = _failed(request)
+    for c in started:
+        try:
+            if failed:
+                _save_failure_artifacts(c, mc_artifacts)
+        finally:
+            if failed and request.config.getoption("mc_keep_failed"):
+                print(f"\n[cluster] kept {c.run_id} for inspection: "
+                      f"python -m harness down --run-id {c.run_id}")
+            else:
+                c.stop()
+
+
+def _describe(spec: Topology) -> str:
+    t = spec.timing
+    return (f"{spec.masters} masters, {spec.coreapps} coreapps, {spec.webapps} webapps, "
+            f"{spec.shards} shard(s), heartbeat {t.heartbeat_interval}s, "
+            f"unhealthy {t.unhealthy_interval}s")
+
+
+def _save_failure_artifacts(c: Any, where: Path) -> None:
+    from .scrub import Scrubber
+    scrub = Scrubber(c.secrets())
+    try:
+        logs = c.logs()
+    except Exception as e:  # noqa: BLE001 - a broken engine must not hide the test failure
+        logs = {"harness": f"could not read container logs: {e}"}
+    for name, text in logs.items():
+        (where / f"{name}.log").write_text(scrub.text(text))
+    try:
+        (where / "gateway-events.json").write_text(json.dumps(c.gateway_events(), indent=1))
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from . import report
+        report.attach_container_logs(logs, scrub)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+@pytest.fixture
+def cluster(cluster_factory: Callable[..., Any]) -> Any:
+    return cluster_factory()
+
+
+@pytest.fixture
+def history(mc_artifacts: Path) -> Iterator[Any]:
+    from .history import History
+    h = History(mc_artifacts / "history.jsonl")
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def record_figures(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """``record_figures(promotion=…, downtime=…, bound=…)`` for the summary and report."""
+
+    def record(**figures: Any) -> None:
+        row = {"test": request.node.nodeid, **figures}
+        request.config.stash[SUMMARY].append(row)
+        print("figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in figures.items()))
+        try:
+            import allure
+            allure.attach(json.dumps(figures, indent=1, default=str), name="figures",
+                          attachment_type=allure.attachment_type.JSON)
+        except ImportError:
+            pass
+
+    return record
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    rows = config.stash.get(SUMMARY, [])
+    if not rows:
+        return
+    terminalreporter.section("failover figures")
+    keys = ["promotion", "downtime", "bound", "verdict"]
+    width = max(len(r["test"].split("::")[-1]) for r in rows)
+    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{k:>10}" for k in keys))
+    for r in rows:
+        cells = [_fmt(r.get(k, "-")) for k in keys]
+        terminalreporter.write_line(f"{r['test'].split('::')[-1]:<{width}}  "
+                                    + "  ".join(f"{c:>10}" for c in cells))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    try:
+        t = base_topology(config)
+    except SpecError:
+        return ""
+    return f"multiconnect cluster: {_describe(t)}; started {time.strftime('%H:%M:%S')}"

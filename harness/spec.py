@@ -1,0 +1,146 @@
+"""The topology spec: what cluster to build. Frozen, validated before anything starts.
+
+Two timing presets: ``ci`` (heartbeat 1 s, unhealthy 3 s, database monitoring scaled to
+3 s / 6 s, lease 3 s, gateway keepalive 1 s) for a 2-core CI machine, and ``documented``
+(the real client's defaults: 5 s / 30 s, 60 s / 120 s) for nightly runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+ALLOWED_SHARDS = (1, 2, 4, 8, 16, 32)
+DB_ENGINES = ("mariadb", "mysql")
+MEDIA_BACKENDS = ("nfs", "volume")
+IMAGE_ROLES = ("db", "nfs", "toxiproxy", "node")
+
+
+class SpecError(ValueError):
+    """One invalid field: names it, the value, and what is allowed."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
+        super().__init__(f"topology field {field_name!r} = {value!r} is invalid: {allowed}")
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+
+
+@dataclass(frozen=True)
+class Timing:
+    heartbeat_interval: int = 1
+    unhealthy_interval: int = 3
+    db_monitor_scale: float = 0.05
+    lease_ttl: float = 3.0
+    gateway_ping_timeout: float = 1.0
+
+    @property
+    def liveness_interval(self) -> float:
+        return 60.0 * self.db_monitor_scale
+
+    @property
+    def stale_after(self) -> float:
+        return 120.0 * self.db_monitor_scale
+
+
+TIMINGS = {
+    "ci": Timing(),
+    "documented": Timing(heartbeat_interval=5, unhealthy_interval=30, db_monitor_scale=1.0,
+                         lease_ttl=10.0, gateway_ping_timeout=10.0),
+}
+
+
+@dataclass(frozen=True)
+class Topology:
+    masters: int = 2
+    coreapps: int = 2
+    webapps: int = 1
+    shards: int = 1
+    timing: Timing = field(default_factory=Timing)
+    db_engine: str = "mariadb"
+    media: str = "nfs"
+    images: tuple[tuple[str, str], ...] = ()  # (role, image ref) overrides: no local build
+
+    # -- derived -------------------------------------------------------------------------
+    def node_names(self, role: str) -> list[str]:
+        count = {"master": self.masters, "coreapp": self.coreapps, "webapp": self.webapps}[role]
+        return [f"{role}-{i}" for i in range(1, count + 1)]
+
+    @property
+    def all_nodes(self) -> list[str]:
+        return self.node_names("master") + self.node_names("coreapp") + self.node_names("webapp")
+
+    def image_overrides(self) -> dict[str, str]:
+        return dict(self.images)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["images"] = dict(self.images)
+        return d
+
+    def with_(self, **changes: Any) -> Topology:
+        """A copy with changes; timing keys may be given flat (``heartbeat_interval=5``)."""
+        timing_keys = {f.name for f in fields(Timing)}
+        t = {k: changes.pop(k) for k in list(changes) if k in timing_keys}
+        if "timing" in changes and isinstance(changes["timing"], str):
+            name = changes.pop("timing")
+            if name not in TIMINGS:
+                raise SpecError("timing", name, f"one of {', '.join(TIMINGS)}")
+            changes["timing"] = TIMINGS[name]
+        if "images" in changes and isinstance(changes["images"], dict):
+            changes["images"] = tuple(sorted(changes["images"].items()))
+        unknown = set(changes) - {f.name for f in fields(Topology)}
+        if unknown:
+            name = sorted(unknown)[0]
+            raise SpecError(name, changes[name], "unknown field; allowed: "
+                            + ", ".join(sorted({f.name for f in fields(Topology)} | timing_keys)))
+        new = replace(self, **changes)
+        if t:
+            new = replace(new, timing=replace(new.timing, **t))
+        return validate(new)
+
+
+def _int_at_least(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SpecError(name, value, f"an integer from {lo} to {hi}")
+
+
+def validate(t: Topology) -> Topology:
+    _int_at_least("masters", t.masters, 1, 9)
+    _int_at_least("coreapps", t.coreapps, 1, 40)
+    _int_at_least("webapps", t.webapps, 1, 9)
+    if t.shards not in ALLOWED_SHARDS:
+        raise SpecError("shards", t.shards, f"one of {', '.join(map(str, ALLOWED_SHARDS))}")
+    if t.coreapps < t.shards:
+        raise SpecError("coreapps", t.coreapps,
+                        f"at least shards ({t.shards}); for X failures run shards + X")
+    tm = t.timing
+    _int_at_least("heartbeat_interval", tm.heartbeat_interval, 1, 600)
+    _int_at_least("unhealthy_interval", tm.unhealthy_interval, 2, 3600)
+    if tm.unhealthy_interval < 2 * tm.heartbeat_interval:
+        raise SpecError("unhealthy_interval", tm.unhealthy_interval,
+                        f"at least 2 × heartbeat_interval ({2 * tm.heartbeat_interval})")
+    for name, value, lo, hi in (("db_monitor_scale", tm.db_monitor_scale, 0.001, 10.0),
+                                ("lease_ttl", tm.lease_ttl, 0.5, 600.0),
+                                ("gateway_ping_timeout", tm.gateway_ping_timeout, 0.2, 600.0)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+            raise SpecError(name, value, f"a number from {lo:g} to {hi:g} (seconds)")
+    if t.db_engine not in DB_ENGINES:
+        raise SpecError("db_engine", t.db_engine, f"one of {', '.join(DB_ENGINES)}")
+    if t.media not in MEDIA_BACKENDS:
+        raise SpecError("media", t.media, f"one of {', '.join(MEDIA_BACKENDS)}")
+    for role, ref in t.images:
+        if role not in IMAGE_ROLES:
+            raise SpecError("images", role, f"image roles are {', '.join(IMAGE_ROLES)}")
+        if not isinstance(ref, str) or not ref or " " in ref:
+            raise SpecError(f"images.{role}", ref, "an image reference like mysql:8.0")
+    if t.db_engine == "mysql" and "db" not in dict(t.images):
+        raise SpecError("db_engine", "mysql",
+                        "mysql needs images={'db': '<a MySQL 8 image you have loaded>'}: "
+                        "only MariaDB is built locally")
+    return t
+
+
+def topology(**kwargs: Any) -> Topology:
+    """Build and validate a topology (``timing`` may be a preset name)."""
+    return Topology().with_(**kwargs)

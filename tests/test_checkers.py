@@ -561,3 +561,21 @@ def test_compose_combines_and_prefixes():
     assert "1 of 3 checks failed" in r.explanation
     ok = compose(partial(downtime, bound=20.0), single_connected)(make(OUTAGE + BASE))
     assert ok.valid and "All 2 checks passed" in ok.explanation
+
+
+def test_compose_gives_the_same_figures_as_each_checker_alone():
+    evs = shuffled(make(OUTAGE + BASE + MSGS + up(0, 0.2, "m1") + down(1, 1.1, "m1")))
+    checkers = [downtime, promotion, single_connected, no_lost_acks, no_duplicates, media,
+                partial(primary_masters, last=1)]
+    combined = compose(*checkers)(evs)
+    for c, r in zip(checkers, combined.results, strict=True):
+        alone = c(evs)
+        assert (alone.name, alone.valid, alone.figures) == (r.name, r.valid, r.figures)
+
+
+def test_an_invoke_superseded_by_the_next_invoke_counts_as_unknown():
+    rows = (sends([(0, "ok")]) + [(1, "sender-0", "invoke", "send", {"shard": 0})]
+            + sends([(2, "fail"), (3, "ok")]))
+    r = downtime(make(rows))
+    assert (r.figures["ok"], r.figures["fail"], r.figures["info"]) == (2, 1, 1)
+    assert r.figures["max_downtime"] == 3.0

@@ -17,9 +17,10 @@ treated as ``info`` (outcome unknown).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, overload
+from operator import attrgetter
+from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
 from harness.history import Event
 
@@ -46,8 +47,8 @@ class Checker(Protocol):
 
 # -- the prepared history -----------------------------------------------------------------
 
-def _order(e: Event) -> tuple[float, int]:
-    return (e.time, e.index)
+_order: Callable[[Event], tuple[float, int]] = attrgetter("time", "index")
+_T = TypeVar("_T")
 
 
 def _gateway_order(e: Event) -> tuple[float, float, int]:
@@ -58,12 +59,13 @@ def _gateway_order(e: Event) -> tuple[float, float, int]:
 class Prepared(Sequence[Event]):
     """A time-ordered copy of a history with per-``f`` indexes built on first use."""
 
-    __slots__ = ("_events", "_by_f", "_gateway")
+    __slots__ = ("_events", "_by_f", "_gateway", "_memo")
 
     def __init__(self, events: Sequence[Event]) -> None:
         self._events: list[Event] = sorted(events, key=_order)
         self._by_f: dict[str, list[Event]] | None = None
         self._gateway: list[Event] | None = None
+        self._memo: dict[Hashable, Any] = {}
 
     @overload
     def __getitem__(self, i: int) -> Event: ...
@@ -88,7 +90,7 @@ class Prepared(Sequence[Event]):
         return self._events[-1].time if self._events else 0.0
 
     def select(self, *fs: str) -> list[Event]:
-        """Events whose ``f`` is one of ``fs``, in time order."""
+        """Events whose ``f`` is one of ``fs``, in time order (do not mutate the list)."""
         if self._by_f is None:
             by: dict[str, list[Event]] = {}
             for e in self._events:
@@ -96,8 +98,16 @@ class Prepared(Sequence[Event]):
             self._by_f = by
         if len(fs) == 1:
             return self._by_f.get(fs[0], [])
-        wanted = set(fs)
-        return [e for e in self._events if e.f in wanted]
+        return self.memo(("select", *fs), lambda: sorted(
+            (e for f in dict.fromkeys(fs) for e in self._by_f.get(f, [])), key=_order))
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """Compute a derived view once per prepared history (checkers share it)."""
+        try:
+            return self._memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = self._memo[key] = compute()
+            return value
 
     def gateway(self) -> list[Event]:
         """The gateway's events (``f`` = ``gw-*``) in ``(time, seq)`` order."""
@@ -123,8 +133,7 @@ def gateway_key(e: Event) -> tuple[float, float, int]:
 
 # -- operations ---------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
-class Op:
+class Op(NamedTuple):
     """One client operation: its invoke and its completion (``None`` if never completed)."""
 
     process: str
@@ -153,28 +162,34 @@ def pair_ops(events: Sequence[Event], *fs: str) -> tuple[list[Op], int]:
     """Pair invokes with completions per process for the given ``f`` names.
 
     Returns the operations in invoke order and the number of orphan completions (a completion
-    with no invoke in flight for its process), which are ignored.
+    with no invoke in flight for its process), which are ignored. Shared through the
+    prepared history's memo: do not mutate the returned list.
     """
     prep = prepare(events)
-    pending: dict[tuple[str, str], Event] = {}
-    ops: list[Op] = []
+    return prep.memo(("pair_ops", *fs), lambda: _pair(prep.select(*fs)))
+
+
+def _pair(events: list[Event]) -> tuple[list[Op], int]:
+    pending: dict[tuple[str, str], tuple[Event, int]] = {}
+    slots: list[Op | None] = []
     orphans = 0
-    for e in prep.select(*fs):
+    for e in events:
         key = (e.process, e.f)
         if e.type == "invoke":
             prev = pending.pop(key, None)
             if prev is not None:
-                ops.append(Op(prev.process, prev.f, prev, None))
-            pending[key] = e
+                slots[prev[1]] = Op(e.process, e.f, prev[0], None)
+            pending[key] = (e, len(slots))
+            slots.append(None)
             continue
         inv = pending.pop(key, None)
         if inv is None:
             orphans += 1
             continue
-        ops.append(Op(e.process, e.f, inv, e))
-    ops.extend(Op(inv.process, inv.f, inv, None) for inv in pending.values())
-    ops.sort(key=lambda op: _order(op.invoke))
-    return ops, orphans
+        slots[inv[1]] = Op(e.process, e.f, inv[0], e)
+    for inv, i in pending.values():
+        slots[i] = Op(inv.process, inv.f, inv, None)
+    return slots, orphans  # type: ignore[return-value]
 
 
 # -- value helpers ------------------------------------------------------------------------
@@ -203,15 +218,22 @@ def node_name(key: str) -> str:
 def health_snapshots(events: Sequence[Event]) -> list[tuple[Event, dict[str, Mapping[str, Any]]]]:
     """Every ``health`` ok event with its node entries (keys normalised by ``node_name``).
 
-    The time of a snapshot is its completion time (when the harness knew it)."""
+    The time of a snapshot is its completion time (when the harness knew it). Shared through
+    the prepared history's memo: do not mutate."""
+    prep = prepare(events)
+    return prep.memo("health_snapshots", lambda: _snapshots(prep.select("health")))
+
+
+def _snapshots(events: list[Event]) -> list[tuple[Event, dict[str, Mapping[str, Any]]]]:
     out = []
-    for e in prepare(events).select("health"):
+    for e in events:
         if e.type != "ok":
             continue
         nodes = e.value.get("nodes")
         if not isinstance(nodes, Mapping):
             continue
-        out.append((e, {node_name(k): v for k, v in nodes.items() if isinstance(v, Mapping)}))
+        out.append((e, {(k.split(":", 1)[0] if ":" in k else k): v
+                        for k, v in nodes.items() if isinstance(v, Mapping)}))
     return out
 
 

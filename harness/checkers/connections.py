@@ -87,7 +87,12 @@ def _conn_key(v: dict[str, Any]) -> Any:
 
 def connections(events: Sequence[Event]) -> tuple[list[Connection], int]:
     """All gateway connections in connect order, and the number of ending events whose
-    connection never appeared (connected before the log began)."""
+    connection never appeared (connected before the log began). Memoised: do not mutate."""
+    prep = prepare(events)
+    return prep.memo("connections", lambda: _connections(prep.gateway()))
+
+
+def _connections(gateway: list[Event]) -> tuple[list[Connection], int]:
     out: list[Connection] = []
     opened: dict[Any, Event] = {}
     unmatched = 0
@@ -97,7 +102,9 @@ def connections(events: Sequence[Event]) -> tuple[list[Connection], int]:
         out.append(Connection(v.get("conn"), v.get("phone"), shard_of(v.get("shard")),
                               v.get("node"), v.get("epoch"), start, end))
 
-    for e in prepare(events).gateway():
+    for e in gateway:
+        if e.f == "gw-deliver":
+            continue
         if e.f == "gw-connect":
             key = _conn_key(e.value)
             if key in opened:  # the same conn connecting twice: end the first here
@@ -116,7 +123,7 @@ def connections(events: Sequence[Event]) -> tuple[list[Connection], int]:
 
 
 def count_shards(events: Sequence[Event]) -> int:
-    """Shards seen anywhere: gateway connects, shard-map observations, sends."""
+    """Shards seen in gateway connects and shard-map observations (else in sends)."""
     prep = prepare(events)
     seen: set[Any] = set()
     for e in prep.select("gw-connect"):
@@ -124,10 +131,11 @@ def count_shards(events: Sequence[Event]) -> int:
     for e in prep.select("shard-map"):
         shards = e.value.get("shards")
         if isinstance(shards, dict):
-            seen.update(shard_of(k) for k in shards)
-    for e in prep.select("send"):
-        if e.type == "invoke":
-            seen.add(shard_of(e.value.get("shard")))
+            seen.update(shards)
+    seen = {shard_of(x) for x in seen}
+    if not seen - {None}:
+        seen.update(shard_of(e.value.get("shard")) for e in prep.select("send")
+                    if e.type == "invoke")
     seen.discard(None)
     return len(seen)
 

@@ -40,9 +40,14 @@ def _nemesis(events: Sequence[Event]) -> list[Event]:
 
 def fault_windows(events: Sequence[Event]) -> list[FaultWindow]:
     """Every fault as ``(id, kind, targets, start, heal)``, in start order."""
+    prep = prepare(events)
+    return list(prep.memo("fault_windows", lambda: _windows(_nemesis(prep))))
+
+
+def _windows(nemesis: list[Event]) -> list[FaultWindow]:
     windows: list[FaultWindow] = []
     open_: list[int] = []  # indexes into windows, still open
-    for e in _nemesis(events):
+    for e in nemesis:
         v = e.value
         fid = v.get("id")
         kind = str(v.get("fault", "?"))

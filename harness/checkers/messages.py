@@ -32,6 +32,10 @@ from harness.history import Event
 
 
 def _acked(prep: Any) -> tuple[dict[str, Op], int]:
+    return prep.memo("acked", lambda: _acked_ids(prep))  # type: ignore[no-any-return]
+
+
+def _acked_ids(prep: Any) -> tuple[dict[str, Op], int]:
     ops, _ = pair_ops(prep, "send")
     acked: dict[str, Op] = {}
     missing = 0
@@ -87,14 +91,20 @@ def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indetermin
     if allow not in ("none", "indeterminate"):
         raise ValueError(f"allow must be 'none' or 'indeterminate', got {allow!r}")
     prep = prepare(events)
-    seen: dict[str, list[Event]] = {}
-    flagged: set[str] = set()
+    first: dict[str, Event] = {}
+    seen: dict[str, list[Event]] = {}  # every delivery of a duplicated id
+    n = 0
     for e in prep.select("gw-deliver"):
-        mid = str(e.value.get("id"))
-        seen.setdefault(mid, []).append(e)
-        if e.value.get("duplicate"):
-            flagged.add(mid)
-    dups = [m for m, evs in seen.items() if len(evs) > 1 or m in flagged]
+        v = e.value
+        mid = str(v.get("id"))
+        n += 1
+        if mid in first:
+            seen.setdefault(mid, [first[mid]]).append(e)
+        else:
+            first[mid] = e
+            if v.get("duplicate"):
+                seen[mid] = [e]
+    dups = list(seen)
     acked, _ = _acked(prep) if dups else ({}, 0)
     bad, tolerated = [], []
     for m in dups:
@@ -104,7 +114,7 @@ def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indetermin
         else:
             bad.append(m)
     figures: dict[str, Figure] = {
-        "deliveries": sum(len(v) for v in seen.values()), "distinct_ids": len(seen),
+        "deliveries": n, "distinct_ids": len(first),
         "duplicated_ids": len(dups), "tolerated": len(tolerated), "violations": len(bad),
         "duplicate_ids": first_few(bad or dups) or None, "allow": allow,
     }
@@ -123,5 +133,5 @@ def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indetermin
     extra = (f" {len(tolerated)} duplicated id(s) tolerated: their send never got a clean "
              "acknowledgement (at-least-once)." if tolerated else "")
     return Result(name, True, figures,
-                  f"{len(seen)} distinct id(s) in {figures['deliveries']} deliveries; none "
+                  f"{len(first)} distinct id(s) in {n} deliveries; none "
                   f"delivered twice against the rule allow={allow}.{extra}")

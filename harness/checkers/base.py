@@ -6,7 +6,9 @@ the events and never trusts their order: ``prepare`` sorts them by ``(time, inde
 ``(time, seq)``: ``seq`` is the gateway's own serialisation order, so at equal timestamps it
 decides what happened first (events without ``seq``, e.g. hand-written ones, fall back to the
 history index). Durations are rounded to 1 µs, the history's resolution, before they are
-compared with a bound, so a figure exactly equal to its bound passes.
+compared with a bound, so a figure exactly equal to its bound passes. Views derived from a
+prepared history (paired operations, gateway connections, health snapshots, fault windows)
+are computed once and shared through ``Prepared.memo``; they must be treated as read-only.
 
 Client operations are paired per process (Jepsen: a process has at most one operation in
 flight): an ``invoke`` is completed by the next ``ok``/``fail``/``info`` of the same process

@@ -1,0 +1,459 @@
+"""Timeline picture of one scenario's history, for the report.
+
+Model: ``build_model(events)`` is a pure function from a history (see harness.history and the
+History section of docs/contracts.md) to a ``TimelineModel``:
+
+- ``ops``: completed operations (``ok``/``fail``/``info``) counted per time bucket, one series
+  per group: ``shard N`` for ``send`` (shard from the op's value, else from the process's last
+  invoke), ``media`` for ``upload``/``download``.
+- ``faults``: nemesis ``start``/``heal`` pairs (matched by ``id``), as spans; a fault never
+  healed runs to the end of the history (``healed=False``).
+- ``markers``: gateway ``gw-connect``/``gw-disconnect``/``gw-kick``/``gw-timeout``/
+  ``gw-conflict`` events, plus ``promotion`` markers: a ``gw-connect`` for a shard by a node other
+  than the one that connected for that shard before it (the first connect of a shard is not one).
+- ``lanes``: per node, role segments from ``health`` observations. Each observation holds until
+  the next ``health`` event (or the end of the history); a failed/unknown poll ends all segments.
+
+``render_timeline`` draws that model with matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.history import Event
+
+# Role lane states, in legend order.
+PRIMARY = "primary master"
+SECONDARY = "secondary master"
+CONNECTED = "coreapp connected"
+NOT_CONNECTED = "coreapp not connected"
+UNREACHABLE = "unreachable"
+OTHER = "other"
+LANE_STATES: tuple[str, ...] = (PRIMARY, SECONDARY, CONNECTED, NOT_CONNECTED, UNREACHABLE, OTHER)
+
+GATEWAY_MARKERS: tuple[str, ...] = ("connect", "disconnect", "kick", "timeout", "conflict")
+MEDIA_FS = ("upload", "download")
+
+
+@dataclass(frozen=True)
+class FaultSpan:
+    """One fault window: ``start`` .. ``end`` (history seconds)."""
+
+    id: str
+    kind: str
+    targets: tuple[str, ...]
+    start: float
+    end: float
+    healed: bool
+
+    @property
+    def label(self) -> str:
+        tgt = ",".join(self.targets)
+        return f"{self.kind} {tgt}".strip() + ("" if self.healed else " (not healed)")
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A vertical marker: a gateway event or a promotion."""
+
+    time: float
+    kind: str  # connect | disconnect | kick | timeout | conflict | promotion
+    node: str
+    shard: str
+    label: str
+
+
+@dataclass(frozen=True)
+class RoleSegment:
+    node: str
+    state: str  # one of LANE_STATES
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class OpSeries:
+    """Counts per bucket for one group; bucket i covers ``t0 + i*bucket`` .. ``+bucket``."""
+
+    group: str
+    ok: tuple[int, ...]
+    fail: tuple[int, ...]
+    info: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TimelineModel:
+    t0: float
+    t1: float
+    bucket: float
+    ops: tuple[OpSeries, ...]
+    faults: tuple[FaultSpan, ...]
+    markers: tuple[Marker, ...]
+    lanes: dict[str, tuple[RoleSegment, ...]]
+    bounds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_buckets(self) -> int:
+        return len(self.ops[0].ok) if self.ops else _n_buckets(self.t0, self.t1, self.bucket)
+
+    @property
+    def promotions(self) -> tuple[Marker, ...]:
+        return tuple(m for m in self.markers if m.kind == "promotion")
+
+    @property
+    def bound_deadline(self) -> float | None:
+        """First fault start + ``bounds['bound']``, if both exist."""
+        if "bound" not in self.bounds or not self.faults:
+            return None
+        return min(f.start for f in self.faults) + float(self.bounds["bound"])
+
+
+def choose_bucket(duration: float) -> float:
+    """Bucket width for a history of ``duration`` seconds (at most ~100 buckets)."""
+    for width in (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0):
+        if duration / width <= 100:
+            return width
+    return 60.0 * math.ceil(duration / (100 * 60.0))
+
+
+def _n_buckets(t0: float, t1: float, bucket: float) -> int:
+    return max(1, math.ceil((t1 - t0) / bucket - 1e-9))
+
+
+def _node_name(key: str) -> str:
+    """Health keys may be ``name`` or ``hostname:container-id``; keep the name."""
+    return key.split(":", 1)[0] if ":" in key else key
+
+
+def lane_state(entry: Any) -> str:
+    """Map one node's health entry to a lane state."""
+    if not isinstance(entry, Mapping) or "error" in entry or "errors" in entry:
+        return UNREACHABLE
+    role = str(entry.get("role", ""))
+    if role == "primary_master":
+        return PRIMARY
+    if role == "secondary_master":
+        return SECONDARY
+    if role == "coreapp":
+        return CONNECTED if entry.get("gateway_status") == "connected" else NOT_CONNECTED
+    return OTHER
+
+
+def fault_windows(events: Iterable[Event], end: float | None = None) -> list[FaultSpan]:
+    """Pair nemesis ``start``/``heal`` events by ``id`` (else by kind+targets, FIFO)."""
+    evs = list(events)
+    if end is None:
+        end = max((e.time for e in evs), default=0.0)
+    open_: dict[Any, list[tuple[Event, str]]] = defaultdict(list)
+    spans: list[FaultSpan] = []
+    for ev in evs:
+        if ev.process != "nemesis" or ev.f not in ("start", "heal"):
+            continue
+        v = ev.value
+        targets = tuple(str(t) for t in (v.get("targets") or ()))
+        kind = str(v.get("fault", "fault"))
+        key = v.get("id", (kind, targets))
+        if ev.f == "start":
+            open_[key].append((ev, kind))
+        elif open_.get(key):
+            st, skind = open_[key].pop(0)
+            spans.append(FaultSpan(str(v.get("id", "")), skind, _targets(st), st.time, ev.time,
+                                   True))
+    for pending in open_.values():
+        for st, skind in pending:
+            spans.append(FaultSpan(str(st.value.get("id", "")), skind, _targets(st), st.time,
+                                   max(end, st.time), False))
+    return sorted(spans, key=lambda s: (s.start, s.id))
+
+
+def _targets(ev: Event) -> tuple[str, ...]:
+    return tuple(str(t) for t in (ev.value.get("targets") or ()))
+
+
+def _markers(events: list[Event]) -> list[Marker]:
+    out: list[Marker] = []
+    last_node: dict[str, str] = {}
+    for ev in events:
+        if not ev.f.startswith("gw-"):
+            continue
+        kind = ev.f[3:]
+        if kind not in GATEWAY_MARKERS:
+            continue
+        v = ev.value
+        node = str(v.get("node", "?"))
+        shard = str(v.get("shard", "?"))
+        if kind == "conflict":
+            other = v.get("by_node", "?")
+            label = f"CONFLICT shard {shard}: {other} vs {node}"
+        elif kind == "kick":
+            label = f"kick {node} (shard {shard}) by {v.get('by_node', '?')}"
+        else:
+            label = f"{kind} {node} (shard {shard})"
+        out.append(Marker(ev.time, kind, node, shard, label))
+        if kind == "connect":
+            prev = last_node.get(shard)
+            if prev is not None and prev != node:
+                out.append(Marker(ev.time, "promotion", node, shard,
+                                  f"promotion: {node} owns shard {shard}"))
+            last_node[shard] = node
+    return out
+
+
+def _lanes(events: list[Event], t1: float) -> dict[str, tuple[RoleSegment, ...]]:
+    current: dict[str, tuple[str, float]] = {}
+    segs: dict[str, list[RoleSegment]] = defaultdict(list)
+
+    def close(node: str, at: float) -> None:
+        state, since = current.pop(node)
+        if at > since:
+            segs[node].append(RoleSegment(node, state, since, at))
+
+    for ev in events:
+        if ev.f != "health":
+            continue
+        nodes = ev.value.get("nodes") if ev.type == "ok" else None
+        if not isinstance(nodes, Mapping):
+            for node in list(current):
+                close(node, ev.time)
+            continue
+        seen = {_node_name(str(k)): lane_state(entry) for k, entry in nodes.items()}
+        for node in list(current):
+            if node not in seen or seen[node] != current[node][0]:
+                close(node, ev.time)
+        for node, state in seen.items():
+            segs.setdefault(node, [])
+            if node not in current:
+                current[node] = (state, ev.time)
+    for node in list(current):
+        close(node, t1)
+    return {n: tuple(segs[n]) for n in sorted(segs, key=_node_sort_key)}
+
+
+def _node_sort_key(name: str) -> tuple[int, str]:
+    order = {"master": 0, "coreapp": 1, "webapp": 2}
+    return (order.get(name.split("-", 1)[0], 3), name)
+
+
+def _ops(events: list[Event], t0: float, bucket: float, n: int) -> tuple[OpSeries, ...]:
+    counts: dict[str, dict[str, list[int]]] = {}
+    last_invoke: dict[str, dict[str, Any]] = {}
+    for ev in events:
+        if ev.f != "send" and ev.f not in MEDIA_FS:
+            continue
+        if ev.type == "invoke":
+            last_invoke[ev.process] = ev.value
+            continue
+        if ev.f == "send":
+            shard = ev.value.get("shard", last_invoke.get(ev.process, {}).get("shard", "?"))
+            group = f"shard {shard}"
+        else:
+            group = "media"
+        c = counts.setdefault(group, {"ok": [0] * n, "fail": [0] * n, "info": [0] * n})
+        i = min(n - 1, max(0, int((ev.time - t0) // bucket)))
+        c[ev.type][i] += 1
+    return tuple(OpSeries(g, tuple(c["ok"]), tuple(c["fail"]), tuple(c["info"]))
+                 for g, c in sorted(counts.items(), key=lambda kv: _group_key(kv[0])))
+
+
+def _group_key(group: str) -> tuple[int, float, str]:
+    if group.startswith("shard "):
+        rest = group[6:]
+        return (0, float(rest) if rest.lstrip("-").isdigit() else math.inf, group)
+    return (1, 0.0, group)
+
+
+def build_model(events: Iterable[Event], *, bounds: Mapping[str, float] | None = None,
+                bucket: float | None = None) -> TimelineModel:
+    """Pure: history -> TimelineModel (see the module docstring)."""
+    evs = sorted(events, key=lambda e: (e.time, e.index))
+    if evs:
+        t0 = min(0.0, evs[0].time)
+        t1 = max(evs[-1].time, t0 + 1.0)
+    else:
+        t0, t1 = 0.0, 1.0
+    width = bucket if bucket is not None else choose_bucket(t1 - t0)
+    n = _n_buckets(t0, t1, width)
+    clean_bounds = {k: float(v) for k, v in (bounds or {}).items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)}
+    return TimelineModel(
+        t0=t0, t1=t1, bucket=width,
+        ops=_ops(evs, t0, width, n),
+        faults=tuple(fault_windows(evs, end=t1)),
+        markers=tuple(_markers(evs)),
+        lanes=_lanes(evs, t1),
+        bounds=clean_bounds,
+    )
+
+
+# ---------------------------------------------------------------- drawing
+
+LANE_COLOURS = {
+    PRIMARY: "#1f4e99",
+    SECONDARY: "#9dbbe8",
+    CONNECTED: "#2e9b3e",
+    NOT_CONNECTED: "#d5d5d5",
+    UNREACHABLE: "#d9534f",
+    OTHER: "#c5b0d5",
+}
+OP_COLOURS = {"ok": "#2e9b3e", "info": "#f0ad4e", "fail": "#d9534f"}
+FAULT_COLOURS = ("#ffbf00", "#9467bd", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
+MARKER_STYLE = {
+    "connect": {"color": "#2e9b3e", "ls": ":", "lw": 0.9},
+    "disconnect": {"color": "#555555", "ls": ":", "lw": 0.9},
+    "kick": {"color": "#ff7f0e", "ls": "--", "lw": 1.1},
+    "timeout": {"color": "#9467bd", "ls": "--", "lw": 1.0},
+    "promotion": {"color": "#1f4e99", "ls": "-", "lw": 2.0},
+    "conflict": {"color": "#e00000", "ls": "-", "lw": 3.0},
+}
+
+
+def render_timeline(events: Iterable[Event], *, bounds: Mapping[str, float] | None = None,
+                    title: str = "", fmt: str = "png") -> bytes:
+    """Render the history's timeline; returns the image bytes (``fmt``: png, svg, pdf)."""
+    return render_model(build_model(events, bounds=bounds), title=title, fmt=fmt)
+
+
+def render_model(model: TimelineModel, *, title: str = "", fmt: str = "png") -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    shard_groups = [s for s in model.ops]
+    n_nodes = max(1, len(model.lanes))
+    heights = [2.4, 0.35 * max(1, len(shard_groups)) + 0.5, 0.32 * n_nodes + 0.5]
+    fig = Figure(figsize=(14, sum(heights) + 1.6), dpi=100, layout="constrained")
+    ax_ops, ax_strip, ax_lane = fig.subplots(
+        3, 1, sharex=True, gridspec_kw={"height_ratios": heights})
+    edges = [model.t0 + i * model.bucket for i in range(model.n_buckets)]
+
+    # -- top: totals per bucket, stacked ok / info / fail
+    if model.ops:
+        tot = {k: [sum(getattr(s, k)[i] for s in model.ops) for i in range(model.n_buckets)]
+               for k in ("ok", "info", "fail")}
+        bottom = [0] * model.n_buckets
+        for k in ("ok", "info", "fail"):
+            ax_ops.bar(edges, tot[k], width=model.bucket, bottom=bottom, align="edge",
+                       color=OP_COLOURS[k], label=k, linewidth=0)
+            bottom = [b + v for b, v in zip(bottom, tot[k], strict=True)]
+        ax_ops.set_ylabel(f"ops / {model.bucket:g} s")
+    else:
+        ax_ops.text(0.5, 0.5, "no client operations in this history", ha="center",
+                    va="center", transform=ax_ops.transAxes, color="#777777")
+        ax_ops.set_yticks([])
+
+    # -- middle: one row per shard group, cell colour = worst outcome in the bucket
+    for row, s in enumerate(shard_groups):
+        for i, x in enumerate(edges):
+            if s.fail[i]:
+                c = OP_COLOURS["fail"]
+            elif s.info[i]:
+                c = OP_COLOURS["info"]
+            elif s.ok[i]:
+                c = OP_COLOURS["ok"]
+            else:
+                continue
+            ax_strip.broken_barh([(x, model.bucket)], (row - 0.4, 0.8), color=c, linewidth=0)
+    ax_strip.set_yticks(range(len(shard_groups)), [s.group for s in shard_groups])
+    ax_strip.set_ylim(-0.6, max(1, len(shard_groups)) - 0.4)
+    ax_strip.invert_yaxis()
+    ax_strip.set_ylabel("outcome")
+
+    # -- bottom: role lanes
+    nodes = list(model.lanes)
+    for row, node in enumerate(nodes):
+        for seg in model.lanes[node]:
+            ax_lane.broken_barh([(seg.start, seg.end - seg.start)], (row - 0.38, 0.76),
+                                color=LANE_COLOURS[seg.state], linewidth=0)
+    ax_lane.set_yticks(range(len(nodes)), nodes)
+    ax_lane.set_ylim(-0.6, max(1, len(nodes)) - 0.4)
+    ax_lane.invert_yaxis()
+    if not nodes:
+        ax_lane.text(0.5, 0.5, "no health observations", ha="center", va="center",
+                     transform=ax_lane.transAxes, color="#777777")
+    ax_lane.set_xlabel("seconds since the history started")
+    ax_lane.set_xlim(model.t0, model.t1)
+
+    # -- fault windows across all panels, labelled on the top panel
+    kinds = sorted({f.kind for f in model.faults})
+    fcol = {k: FAULT_COLOURS[i % len(FAULT_COLOURS)] for i, k in enumerate(kinds)}
+    for i, f in enumerate(model.faults):
+        for ax in (ax_ops, ax_strip, ax_lane):
+            ax.axvspan(f.start, f.end, color=fcol[f.kind], alpha=0.18, linewidth=0, zorder=0)
+        ax_ops.text(f.start, 0.97 - 0.13 * (i % 4), " " + f.label,
+                    transform=ax_ops.get_xaxis_transform(),
+                    va="top", ha="left", fontsize=8, clip_on=True,
+                    bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": fcol[f.kind],
+                          "alpha": 0.85})
+
+    # -- vertical markers
+    for m in model.markers:
+        st = MARKER_STYLE[m.kind]
+        for ax in (ax_ops, ax_strip, ax_lane):
+            ax.axvline(m.time, color=st["color"], ls=st["ls"], lw=st["lw"], zorder=3)
+    labelled = [m for m in model.markers if m.kind in ("conflict", "promotion")]
+    for j, m in enumerate(labelled):
+        right_half = m.time > model.t0 + 0.6 * (model.t1 - model.t0)
+        ax_ops.annotate(m.label, (m.time, 0.0), xycoords=ax_ops.get_xaxis_transform(),
+                        xytext=(-4 if right_half else 4, 6 + 14 * (j % 3)),
+                        textcoords="offset points", fontsize=8,
+                        ha="right" if right_half else "left",
+                        color=MARKER_STYLE[m.kind]["color"],
+                        fontweight="bold" if m.kind == "conflict" else "normal",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                              "alpha": 0.85})
+
+    deadline = model.bound_deadline
+    if deadline is not None:
+        for ax in (ax_ops, ax_strip, ax_lane):
+            ax.axvline(deadline, color="black", ls=(0, (6, 3)), lw=1.2, zorder=3)
+        ax_ops.annotate(f"bound: first fault + {model.bounds['bound']:g} s", (deadline, 0.5),
+                        xycoords=ax_ops.get_xaxis_transform(), xytext=(4, 0),
+                        textcoords="offset points", fontsize=8)
+
+    # -- legend and headline
+    handles = [Patch(color=OP_COLOURS[k], label=f"op {k}") for k in ("ok", "info", "fail")]
+    handles += [Patch(color=LANE_COLOURS[s], label=s) for s in LANE_STATES if s != OTHER]
+    present = {m.kind for m in model.markers}
+    handles += [Line2D([], [], color=MARKER_STYLE[k]["color"], ls=MARKER_STYLE[k]["ls"],
+                       lw=MARKER_STYLE[k]["lw"], label=f"gw {k}" if k != "promotion" else k)
+                for k in MARKER_STYLE if k in present]
+    handles += [Patch(color=fcol[k], alpha=0.35, label=f"fault: {k}") for k in kinds]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(8, len(handles)),
+               fontsize=8, frameon=False)
+    headline, bad = _headline(model)
+    fig.suptitle(title or "timeline", fontsize=12, x=0.01, ha="left")
+    if headline:
+        fig.text(0.99, 0.995, headline, ha="right", va="top", fontsize=10,
+                 color="#c00000" if bad else "#1a6e1a", fontweight="bold")
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _headline(model: TimelineModel) -> tuple[str, bool]:
+    b = model.bounds
+    parts = []
+    bad = False
+    if "downtime" in b:
+        parts.append(f"observed downtime {b['downtime']:.2f} s")
+    if "bound" in b:
+        parts.append(f"bound {b['bound']:g} s")
+        if "downtime" in b and b["downtime"] > b["bound"]:
+            parts.append("BOUND EXCEEDED")
+            bad = True
+        elif "downtime" in b:
+            parts.append("within bound")
+    parts += [f"{k} {v:.2f}" for k, v in b.items() if k not in ("downtime", "bound")]
+    if any(m.kind == "conflict" for m in model.markers):
+        parts.append("GATEWAY CONFLICT")
+        bad = True
+    return "  |  ".join(parts), bad

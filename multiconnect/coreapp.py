@@ -178,6 +178,10 @@ class Coreapp:
     async def h_heartbeat(self, request: web.Request) -> web.Response:
         master = request.query.get("master", "?")
         self.heartbeats[master] = self.clock.monotonic()
+        if request.query.get("check") == "1" and not self.own.confirming:
+            # a master just changed the shard map: confirm now instead of at the next period
+            self.own.next_confirm = self.clock.monotonic()
+            self.wake.set()
         return web.json_response(self.status())
 
     async def h_status(self, request: web.Request) -> web.Response:

@@ -23,7 +23,13 @@ from . import schema
 from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .core.lease import LeaseCore, LeaseDecision
-from .core.monitor import ClusterView, CoreappState, HeartbeatTracker, plan_promotions
+from .core.monitor import (
+    HeartbeatTracker,
+    NodeLiveness,
+    build_view,
+    live_master_window,
+    plan_promotions,
+)
 from .db import Database, DatabaseError, NotPrimary
 from .settings import Settings, SettingsError, apply_patch
 from .shell import call, install_stop, sleep_or_stop, spawn, start_site
@@ -109,14 +115,17 @@ class Master:
                     spawn(self.tasks, self._heartbeat(name, row), f"heartbeat {name}")
             await sleep_or_stop(self.stop, period)
 
-    async def _heartbeat(self, name: str, row: dbq.NodeRow) -> None:
+    async def _heartbeat(self, name: str, row: dbq.NodeRow, check: bool = False) -> None:
+        """One heartbeat; ``check`` asks the coreapp to re-read the shard map at once."""
         assert self.session is not None
         sent = self.clock.monotonic()
         addr = self.cfg.route(name, row.heartbeat_address, "heartbeat")
         timeout = aiohttp.ClientTimeout(total=float(self.settings.heartbeat_interval))
+        params = {"master": self.cfg.name}
+        if check:
+            params["check"] = "1"
         try:
-            async with self.session.get(f"http://{addr}/v1/heartbeat",
-                                        params={"master": self.cfg.name},
+            async with self.session.get(f"http://{addr}/v1/heartbeat", params=params,
                                         timeout=timeout) as r:
                 if r.status == 200:
                     self.tracker.answered(name, sent)
@@ -192,20 +201,15 @@ class Master:
         h = self.settings.heartbeat_interval
         shards = await call(self.db_mon, dbq.read_shard_map)
         nodes = await call(self.db_mon, dbq.list_nodes)
-        reports = await call(self.db_mon, dbq.unhealthy_reports, self.cfg.name, 3 * h + 1)
-        live_masters = sum(1 for n in nodes if n.role == "master" and n.age <= 3 * h + 1)
-        states = {}
-        for n in nodes:
-            if n.role != "coreapp":
-                continue
-            here = self.tracker.unhealthy(n.name, now, self.settings.unhealthy_interval)
-            elsewhere = reports.get(n.name, 0)
-            if self.cfg.test_break == "promote-on-primary-miss" and here:
-                elsewhere = max(elsewhere, 1)  # deliberately wrong (mutation tests only)
-            states[n.name] = CoreappState(
-                n.name, n.age, here, self.tracker.answering(n.name, now, h), elsewhere)
-        view = ClusterView({s.shard: s.hostname for s in shards}, states, live_masters,
-                           self.cfg.stale_after)
+        reports = await call(self.db_mon, dbq.unhealthy_reports, self.cfg.name,
+                             live_master_window(h))
+        view = build_view(
+            shards={s.shard: s.hostname for s in shards},
+            nodes=[NodeLiveness(n.name, n.role, n.age) for n in nodes], reports=reports,
+            tracker=self.tracker, now=now, heartbeat_interval=h,
+            unhealthy_interval=self.settings.unhealthy_interval,
+            stale_after=self.cfg.stale_after,
+            break_promote_on_primary_miss=self.cfg.test_break == "promote-on-primary-miss")
         fence_extra = self.cfg.gateway_ping_timeout + FENCE_MARGIN
         for p in plan_promotions(view):
             if not self.lease.is_primary(self.clock.monotonic()):
@@ -214,6 +218,10 @@ class Master:
                                    p.old, p.new, fence_extra, transaction=True)
             log.info("promoted %s for shard %d (epoch %d), replacing %s: %s",
                      p.new, p.shard, new_epoch, p.old, p.reason)
+            for name in (p.new, p.old):
+                row = self.coreapps.get(name or "")
+                if row is not None:
+                    spawn(self.tasks, self._heartbeat(name, row, check=True), "notify")
 
     # ------------------------------------------------------------------ HTTP
     def status(self) -> dict[str, Any]:

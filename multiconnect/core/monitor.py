@@ -119,3 +119,44 @@ def plan_promotions(view: ClusterView) -> list[Promotion]:
         new = candidates.pop(0)
         plan.append(Promotion(shard, owner, new.name, reason))
     return plan
+
+
+@dataclass(frozen=True)
+class NodeLiveness:
+    """A ``nodes`` row as the monitor needs it: name, role, database-clock age."""
+
+    name: str
+    role: str
+    age: float
+
+
+def live_master_window(heartbeat_interval: float) -> float:
+    """Masters refresh their row every h/2; one counts as live within 3·h + 1 s."""
+    return 3 * heartbeat_interval + 1.0
+
+
+def build_view(*, shards: Mapping[int, str | None], nodes: Iterable[NodeLiveness],
+               reports: Mapping[str, int], tracker: HeartbeatTracker, now: float,
+               heartbeat_interval: float, unhealthy_interval: float, stale_after: float,
+               break_promote_on_primary_miss: bool = False) -> ClusterView:
+    """Assemble the primary master's view from what it read and what it saw itself.
+
+    ``reports``: coreapp -> number of *other* masters whose fresh view calls it unhealthy.
+    ``break_promote_on_primary_miss`` deliberately breaks the two-witness rule (mutation
+    tests only).
+    """
+    window = live_master_window(heartbeat_interval)
+    nodes = list(nodes)
+    live_masters = sum(1 for n in nodes if n.role == "master" and n.age <= window)
+    states: dict[str, CoreappState] = {}
+    for n in nodes:
+        if n.role != "coreapp":
+            continue
+        here = tracker.unhealthy(n.name, now, unhealthy_interval)
+        elsewhere = reports.get(n.name, 0)
+        if break_promote_on_primary_miss and here:
+            elsewhere = max(elsewhere, 1)
+        states[n.name] = CoreappState(n.name, n.age, here,
+                                      tracker.answering(n.name, now, heartbeat_interval),
+                                      elsewhere)
+    return ClusterView(dict(shards), states, live_masters, stale_after)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import docker.errors
@@ -55,13 +56,17 @@ def runs(client: docker.DockerClient) -> dict[str, str]:
 def remove_run(client: docker.DockerClient, run_id: str) -> int:
     """Remove every container, network and volume of one run. Returns how many."""
     flt = {"label": f"{LABEL_RUN}={run_id}"}
-    removed = 0
-    for c in client.containers.list(all=True, filters=flt):
+
+    def remove(c) -> int:
         try:
             c.remove(force=True, v=True)
-            removed += 1
+            return 1
         except docker.errors.NotFound:
-            pass
+            return 0
+
+    containers = client.containers.list(all=True, filters=flt)
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
+        removed = sum(pool.map(remove, containers))
     for n in client.networks.list(filters=flt):
         try:
             n.remove()

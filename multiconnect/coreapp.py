@@ -73,7 +73,7 @@ class Coreapp:
     def execute(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Confirm):
-                spawn(self.tasks, self._confirm(), "confirm")
+                spawn(self.tasks, self._confirm(a.ttl), "confirm")
             elif isinstance(a, Connect):
                 spawn(self.tasks, self._connect(a), "connect")
             elif isinstance(a, Close):
@@ -87,11 +87,11 @@ class Coreapp:
         if actions:
             self.wake.set()
 
-    async def _confirm(self) -> None:
+    async def _confirm(self, ttl: float) -> None:
         sent = self.clock.monotonic()
         try:
-            row = await call(self.db_own, dbq.confirm_ownership, self.cfg.name,
-                             self.own.ttl, transaction=True)
+            row = await call(self.db_own, dbq.confirm_ownership, self.cfg.name, ttl,
+                             transaction=True)
         except DatabaseError as e:
             log.warning("ownership confirmation failed: %s", e)
             self.execute(self.own.confirm_failed(self.clock.monotonic()))

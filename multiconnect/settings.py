@@ -72,9 +72,11 @@ def validate(s: Settings) -> Settings:
             f"must be at least 2 × heartbeat_interval ({2 * s.heartbeat_interval}), "
             f"got {s.unhealthy_interval}",
         )
+    if not isinstance(s.webhooks_url, str):
+        raise SettingsError("webhooks.url", f"must be a string, got {s.webhooks_url!r}")
     if s.webhooks_url:
         u = urlparse(s.webhooks_url)
-        if u.scheme not in ("http", "https") or not u.netloc:
+        if u.scheme not in ("http", "https") or not u.hostname:
             raise SettingsError("webhooks.url", f"must be an http(s) URL, got {s.webhooks_url!r}")
     return s
 

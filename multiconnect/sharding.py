@@ -27,12 +27,21 @@ def shard_bounds(shard: int, shards: int) -> tuple[int, int]:
     return shard * width, (shard + 1) * width - 1
 
 
+def _check_count(shards: int) -> None:
+    if shards not in ALLOWED_SHARD_COUNTS:
+        raise ValueError(f"shards must be one of {ALLOWED_SHARD_COUNTS}, got {shards}")
+
+
 def shard_of(recipient: str, shards: int) -> int:
+    _check_count(shards)
     return server_shard(recipient) * shards // SERVER_SHARDS
 
 
 def recipients_for_shard(shard: int, shards: int, count: int, prefix: str = "1555") -> list[str]:
     """Deterministic recipients that land on ``shard`` (workloads spread over all shards)."""
+    _check_count(shards)
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
     out: list[str] = []
     i = 0
     while len(out) < count:

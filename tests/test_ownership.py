@@ -77,7 +77,7 @@ def connect(core: OwnershipCore, clock: FakeClock, shard: int = 0, epoch: int = 
 
 
 def test_fresh_core_first_tick_confirms_and_nothing_else(core, clock):
-    assert core.tick(clock.now) == [Confirm()]
+    assert core.tick(clock.now) == [Confirm(core.ttl)]
     assert core.tick(clock.now) == [], "a confirmation is already in flight"
     clock.advance(100.0)
     assert core.tick(clock.now) == [], "still in flight: no second confirmation"
@@ -112,7 +112,7 @@ def test_next_confirmation_exactly_one_period_after_the_answer(core, clock):
     goto(clock, answered + CONFIRM - EPS)
     assert not of(core.tick(clock.now), Confirm)
     goto(clock, answered + CONFIRM)
-    assert of(core.tick(clock.now), Confirm) == [Confirm()]
+    assert of(core.tick(clock.now), Confirm) == [Confirm(core.ttl)]
 
 
 # -- pings ---------------------------------------------------------------------------------------
@@ -178,13 +178,8 @@ def test_ttl_lowered_while_a_confirmation_is_in_flight_shortens_its_validity(cor
     assert core.valid_until == sent_at + 4.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (safety): confirmed() applies the ttl in force when "
-                   "the answer arrives, not the one the transaction wrote; raising "
-                   "heartbeat_interval while a confirmation is in flight (the coreapp shell "
-                   "sets own.ttl from its settings loop) gives local validity sent_at + new F "
-                   "beyond the row's valid_until = db_now + old F, past the promoter's fence")
 def test_ttl_raised_while_a_confirmation_is_in_flight_does_not_lengthen_it(core, clock):
-    assert core.tick(clock.now) == [Confirm()]
+    assert core.tick(clock.now) == [Confirm(core.ttl)]
     sent_at = clock.now  # the database will record valid_until = db_now + TTL (10 s)
     core.ttl = 60.0      # PATCH heartbeat_interval 5 -> 30 applied by the settings loop
     clock.advance(0.5)
@@ -356,7 +351,7 @@ def test_fenced_row_never_connects_until_an_unfenced_confirmation(core, clock):
         goto(clock, core.next_confirm - EPS)
         assert core.tick(clock.now) == []
         goto(clock, core.next_confirm)
-        assert core.tick(clock.now) == [Confirm()]
+        assert core.tick(clock.now) == [Confirm(core.ttl)]
         clock.advance(0.125)
         assert core.confirmed(clock.now - 0.125, clock.now, OwnedRow(2, 4, True)) == []
         assert not core.valid(clock.now)
@@ -482,9 +477,6 @@ def test_next_deadline_never_in_the_past(core, clock):
     assert core.next_deadline(clock.now) == clock.now
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: next_deadline() returns `now` for as long as a "
-                   "confirmation is in flight (next_confirm stays in the past), so a shell that "
-                   "sleeps until next_deadline spins")
 def test_next_deadline_is_in_the_future_while_a_confirmation_is_in_flight(core, clock):
     connect(core, clock)
     goto(clock, core.next_confirm)
@@ -494,9 +486,6 @@ def test_next_deadline_is_in_the_future_while_a_confirmation_is_in_flight(core, 
     assert core.next_deadline(clock.now) > clock.now  # ...so the shell may sleep
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: next_deadline() returns `now` while CLOSING "
-                   "(next_ping is left in the past after a self-fence/reassignment Close until "
-                   "gateway_down), so a shell that sleeps until next_deadline spins")
 def test_next_deadline_is_in_the_future_while_closing(core, clock):
     connect(core, clock)
     goto(clock, core.next_confirm)

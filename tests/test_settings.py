@@ -161,8 +161,6 @@ def test_bad_webhook_urls_are_rejected(url):
     assert e.value.field == "webhooks.url"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() accepts an http URL with no host "
-                   "(netloc ':80' or 'user@' is non-empty but names no host)")
 @pytest.mark.parametrize("url", ["http://:80/hook", "https://user@/hook"])
 def test_webhook_url_without_a_host_is_rejected(url):
     with pytest.raises(SettingsError) as e:
@@ -219,9 +217,6 @@ def test_from_json_validates():
     assert e.value.field == "heartbeat_interval"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate() does not type-check webhooks_url: a "
-                   "non-string (e.g. a corrupt stored value via from_json) raises AttributeError "
-                   "from urlparse instead of SettingsError")
 @pytest.mark.parametrize("url", [5, ["https://a.example/"]])
 def test_stored_non_string_webhook_url_is_a_settings_error(url):
     with pytest.raises(SettingsError) as e:

@@ -26,7 +26,7 @@ class LeaseRow:
 
 
 class LeaseDecision(Enum):
-    BUSY = "busy"        # someone else holds a live lease
+    BUSY = "busy"        # a live lease not ours (a released lease is not live: expiry = now)
     RENEW = "renew"      # we hold it with our epoch: extend, keep epoch
     ACQUIRE = "acquire"  # free, expired, or ours under an older epoch: take it, epoch + 1
 

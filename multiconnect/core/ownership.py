@@ -38,7 +38,7 @@ class OwnedRow:
 
 @dataclass(frozen=True)
 class Confirm:
-    pass
+    ttl: float  # the TTL this confirmation asks the database to record
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class OwnershipCore:
     next_confirm: float = -math.inf
     next_ping: float = math.inf
     confirming: bool = False
+    confirm_ttl: float = 0.0
     connect_not_before: float = -math.inf
     connect_backoff: float = 0.2
     log: list[str] = field(default_factory=list)
@@ -104,7 +105,8 @@ class OwnershipCore:
             actions.append(self._close("ownership not confirmed in time (self-fence)"))
         if not self.confirming and now >= self.next_confirm:
             self.confirming = True
-            actions.append(Confirm())
+            self.confirm_ttl = self.ttl
+            actions.append(Confirm(self.ttl))
         if (
             self.valid(now)
             and self.gateway is Gateway.DOWN
@@ -121,12 +123,14 @@ class OwnershipCore:
 
     def next_deadline(self, now: float) -> float:
         """When ``tick`` should run next at the latest."""
-        candidates = [self.next_confirm, self.next_ping]
+        candidates = [math.inf if self.confirming else self.next_confirm]
+        if self.gateway is Gateway.UP:
+            candidates.append(self.next_ping)
         if self.gateway in (Gateway.UP, Gateway.CONNECTING):
             candidates.append(self.valid_until)
         elif self.gateway is Gateway.DOWN and self.valid(now):
             candidates.append(self.connect_not_before)
-        return max(now, min(candidates))
+        return max(now, min(candidates + [now + 1.0]))
 
     # -- inputs --------------------------------------------------------------------------
     def confirmed(self, sent_at: float, now: float, row: OwnedRow | None) -> list[Action]:
@@ -149,7 +153,8 @@ class OwnershipCore:
             self.shard, self.epoch = row.shard, row.epoch
             self.valid_until = -math.inf
         if not row.fenced:
-            self.valid_until = sent_at + self.ttl
+            # the TTL the database recorded; a TTL changed meanwhile can only shorten it
+            self.valid_until = sent_at + min(self.confirm_ttl, self.ttl)
         return actions + self.tick(now)
 
     def confirm_failed(self, now: float) -> list[Action]:

@@ -1,6 +1,82 @@
 """Local image builds for the chaos cluster: built here, never pulled, cached by recipe hash.
 
-HOW_TO_RUN_PLACEHOLDER
+Model: every image ``<name>`` has a recipe folder ``harness/images/<name>/`` (Dockerfile and
+files; ``base`` is made with debootstrap instead). Its tag is ``mc-<name>:<hash>`` where the
+12-hex hash covers the parent's hash, every file of the build context (name, exec bit,
+bytes) and the inputs that are not files (base: debootstrap arguments and the host's apt
+sources/config; toxiproxy: the Go module version). A tag that exists is never rebuilt. Every
+image carries the labels ``mc.image=<name>`` and ``mc.recipe=<hash>``. The node image puts
+``multiconnect/`` in its last layer, so a source change rebuilds only that layer.
+
+``ensure_images(client)`` → ``{"base": "mc-base:…", "db": …, "nfs": …, "toxiproxy": …,
+"node": …}``; ``overrides={"db": "mysql:8.0"}`` uses a local image as given instead.
+CLI: ``python -m harness.images [NAME ...] [--force NAME|all]``.
+
+How to run it
+=============
+All addresses below are container IPs on the run's ``--internal`` network (``-p`` publishing
+is ignored there; the host reaches container IPs directly). Label every container, network
+and volume ``mc.run=<run id>``. ``init=True`` (``--init``) is required for ``node`` (python
+as PID 1 ignores SIGTERM, so ``docker stop`` waits the full 10 s); db, nfs and toxiproxy
+stop on SIGTERM in ≈ 0.2 s with or without it.
+
+db (mc-db: Debian MariaDB 10.11)
+    env: ``MC_DB_NAME``, ``MC_DB_USER`` (both ``[A-Za-z0-9_]{1,32}``), ``MC_DB_PASSWORD``,
+    ``MC_DB_ROOT_PASSWORD`` (all required; missing → exit 1, bad name → exit 2).
+    ports: 3306/tcp on 0.0.0.0. Server: ``time_zone='+00:00'``, utf8mb4, skip-name-resolve,
+    no binlog. Users: ``MC_DB_USER@'%'`` with all rights on ``MC_DB_NAME``; ``root@'%'`` and
+    ``root@localhost`` with ``MC_DB_ROOT_PASSWORD``. The users/database are (re)applied by an
+    ``--init-file`` on every start, so a restart with a kept datadir is fine.
+    caps: none. mounts: datadir ``/var/lib/mysql``: nothing (container layer; kept across
+    restart), a tmpfs (``tmpfs={"/var/lib/mysql": ""}``, fastest, but EMPTIED by every
+    stop/restart — the database comes back blank), or a named volume
+    (``volumes={vol: {"bind": "/var/lib/mysql"}}``; kept across restarts and containers).
+    Use a volume when a fault restarts the database and data must survive. An empty
+    datadir is initialised at start (``mariadb-install-db``, ~0.5 s on tmpfs).
+    readiness: log line ``ready for connections`` (printed once, after the init file ran),
+    or poll a pymysql connection as ``MC_DB_USER``. First query ≈ 0.5 s (tmpfs) / ≈ 3 s
+    (new named volume) after start. SIGTERM → clean shutdown (< 0.5 s).
+
+nfs (mc-nfs: nfs-ganesha 4.3)
+    NFSv4 only, TCP 2049, no rpcbind/mountd. Export ``/export``, pseudo path ``/export``,
+    RW, ``Squash = No_Root_Squash``, ``SecType = sys``, ``Graceless = true`` (serves at once
+    after a restart; no 90 s grace period), lease lifetime ``MC_NFS_LEASE_LIFETIME`` (10 s).
+    caps: ``cap_add=["DAC_READ_SEARCH", "SYS_ADMIN"]`` (FSAL_VFS). mounts: ``/export`` must
+    not be overlayfs: a named volume ``volumes={vol: {"bind": "/export"}}`` (files survive
+    stop/restart and new containers) or ``tmpfs={"/export": ""}`` (EMPTIED by every
+    stop/restart). Missing caps or an overlay export → the entrypoint exits 2 saying so.
+    env: ``MC_NFS_LOG_LEVEL`` (``EVENT``), ``MC_NFS_LEASE_LIFETIME``. ``MC_NFS_FSAL=MEM`` is
+    refused (exit 2): ganesha 4.3's FSAL_MEM keeps no file contents (reads return ``a``
+    bytes), so it cannot stand in for a media store.
+    readiness: log line ``NFS SERVER INITIALIZED`` (≈ 0.1 s after start; the dbus/krb5/
+    "Cannot register NFS V4" lines before it are harmless), or an ``nfs-ls`` that succeeds.
+    client URL (libnfs 4.0 in the node image): ``nfs://<ip>/export[/dir]?version=4``; on
+    another port: ``nfs://<ip>/export?version=4&nfsport=<port>`` (``nfs://<ip>:<port>/…`` is
+    NOT understood by libnfs 4.0: "Invalid address"; ``?port=`` is rejected too).
+
+toxiproxy (mc-toxiproxy: Shopify toxiproxy v2.12.0, static Go binary)
+    command: ``toxiproxy-server -host=0.0.0.0 -port 8474`` (the entrypoint; extra args
+    append). ports: API 8474/tcp, plus every listener you create (``0.0.0.0:<port>``).
+    env: ``LOG_LEVEL`` (``info``; ``trace``/``debug`` log every connection). caps: none.
+    mounts: none. readiness: ``GET http://<ip>:8474/version`` answers 200
+    (body ``{"version": "git"}``: a ``go install`` build carries no version string).
+
+node (mc-node: python3 + aiohttp 3.8.4 + pymysql 1.0.2 + libfaketime + libnfs-utils)
+    command: ``master`` | ``coreapp`` | ``webapp`` | ``gateway`` (ENTRYPOINT is
+    ``python3 -m multiconnect``; the source is ``/opt/mc/multiconnect``, PYTHONPATH=/opt/mc).
+    env: the ``WA_*`` variables of docs/contracts.md; preset: ``LD_PRELOAD`` =
+    libfaketime, ``FAKETIME_TIMESTAMP_FILE=/run/faketime/offset`` (contains ``+0``),
+    ``FAKETIME_NO_CACHE=1``, ``FAKETIME_DONT_FAKE_MONOTONIC=1``, ``PYTHONUNBUFFERED=1``.
+    ports: webapp 9090, master/coreapp 6250, coreapp heartbeat 6253, gateway 5222 and 8080.
+    caps: none. mounts: none needed (do not mount over ``/run`` or the offset file goes;
+    bind-mounting a host file on ``/run/faketime/offset`` works as well as ``docker exec``).
+    clock skew: ``docker exec <c> sh -c 'echo +60 > /run/faketime/offset'`` moves
+    ``time.time()`` of every process in the container by +60 s on its next call, without a
+    restart; ``echo +0`` heals. ``time.monotonic()`` is not moved; ``asyncio.sleep`` works;
+    ``time.sleep()`` raises EINVAL (libfaketime 0.9.10 bug) — never call it in the nodes.
+    Tools: ``nfs-ls``/``nfs-cp``/``nfs-cat``, ``ps``/``pkill``. Other commands: override
+    the entrypoint (``entrypoint=["sleep", "infinity"]``).
+    readiness: the role's own HTTP port answering (see docs/contracts.md).
 """
 
 from __future__ import annotations
@@ -50,7 +126,7 @@ TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
 TOXIPROXY_VERSION = "v2.12.0"
 IGNORED_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
                            ".DS_Store"})
-IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp")
+IGNORED_SUFFIXES = (".pyc", ".pyo", ".swp", ".tmp", "~")
 
 
 class ImageError(RuntimeError):
@@ -91,9 +167,10 @@ def cache_dir() -> Path:
 
 def _walk(root: Path, arc_prefix: str) -> Iterator[tuple[str, Path]]:
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_NAMES)
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in IGNORED_NAMES and not d.startswith("."))
         for fn in sorted(filenames):
-            if fn in IGNORED_NAMES or fn.endswith(IGNORED_SUFFIXES):
+            if fn in IGNORED_NAMES or fn.startswith(".") or fn.endswith(IGNORED_SUFFIXES):
                 continue
             path = Path(dirpath) / fn
             rel = path.relative_to(root).as_posix()
@@ -415,14 +492,16 @@ def _docker_build(client: docker.DockerClient, name: str, ref: str, recipe: str,
 # --------------------------------------------------------------------------- ensure
 
 
-def _closure(names: Iterable[str]) -> list[str]:
+def _closure(names: Iterable[str], overrides: Collection[str] = ()) -> list[str]:
+    """``names`` plus the parents they are built on (an overridden image needs none)."""
     wanted: set[str] = set()
     for n in names:
         if n not in PARENTS:
             raise ValueError(f"unknown image {n!r}; known: {', '.join(ALL_IMAGES)}")
-        while n is not None:
-            wanted.add(n)
-            n = PARENTS[n]
+        cur: str | None = n
+        while cur is not None:
+            wanted.add(cur)
+            cur = None if cur in overrides else PARENTS[cur]
     return [n for n in ALL_IMAGES if n in wanted]
 
 
@@ -448,18 +527,24 @@ def build_images(
     refs: dict[str, str] = {}
     hashes: dict[str, str] = {}
     results: list[ImageResult] = []
-    for name in _closure(names):
-        t0 = time.monotonic()
+    order = _closure(names, overrides)
+    present: dict[str, str] = {}
+    for name in order:  # check every override before building anything
         if name in overrides:
-            ref = overrides[name]
-            image = _image_exists(client, ref)
+            image = _image_exists(client, overrides[name])
             if image is None:
+                ref = overrides[name]
                 raise ImageOverrideMissing(
                     f"override for image {name!r} is {ref!r}, which is not present in the local "
                     f"Docker engine; no registry is used here, so pull it (`docker pull {ref}`) "
                     f"or load it (`docker load -i <file>`) first"
                 )
-            refs[name], hashes[name] = ref, image.id
+            present[name] = image.id
+    for name in order:
+        t0 = time.monotonic()
+        if name in overrides:
+            ref = overrides[name]
+            refs[name], hashes[name] = ref, present[name]
             progress(f"[images] {name}: override {ref} (present locally)")
             results.append(ImageResult(name, ref, "override", time.monotonic() - t0, ""))
             continue

@@ -84,7 +84,7 @@ class Store(Protocol):
     async def topology(self) -> tuple[list[ShardRow], list[NodeRow]]: ...
     async def nodes(self, deadline: float | None = None) -> list[NodeRow]: ...
     async def lease_holder(self) -> tuple[str | None, int, bool]: ...
-    async def settings(self) -> Settings: ...
+    async def settings(self, deadline: float | None = None) -> Settings: ...
     async def shard_count(self) -> int: ...
     async def stats(self) -> dict[str, Any]: ...
     async def get_user(self, username: str) -> tuple[str, bool] | None: ...
@@ -201,8 +201,8 @@ class MysqlStore:
     async def lease_holder(self) -> tuple[str | None, int, bool]:
         return await self.call(dbq.lease_holder)
 
-    async def settings(self) -> Settings:
-        return (await self.call(dbq.read_settings))[0]
+    async def settings(self, deadline: float | None = None) -> Settings:
+        return (await self.call(dbq.read_settings, deadline=deadline))[0]
 
     async def shard_count(self) -> int:
         return await self.call(dbq.shard_count)
@@ -471,8 +471,10 @@ class Webapp:
             connector=aiohttp.TCPConnector(force_close=True, limit=0))
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        for t in list(self.tasks):
+        tasks = list(self.tasks)
+        for t in tasks:
             t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
@@ -500,7 +502,7 @@ class Webapp:
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         self.metrics.request(route, request.method, resp.status)
-        if resp.status >= 400:
+        if resp.status >= 400 and request.path != "/internal/ready":
             log.warning("%s %s -> %d %s", request.method, request.path, resp.status,
                         details or getattr(resp, "reason", ""))
         return resp
@@ -535,13 +537,17 @@ class Webapp:
         return True
 
     async def refresh_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        while True:
             await sleep_or_stop(stop, self.opts.refresh_interval)
+            if stop.is_set():
+                return
             await self.refresh_topology(None)
 
     async def touch_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        while True:
             await sleep_or_stop(stop, self.opts.touch_interval)
+            if stop.is_set():
+                return
             try:
                 await self.store.touch(self.cfg.name, self.cfg.advertise_address,
                                        self.cfg.container_id)
@@ -812,8 +818,10 @@ class Webapp:
 
     # ------------------------------------------------------------------ master-only commands
     async def current_settings(self) -> Settings:
+        # with a cached copy, wait for the database only briefly
+        deadline = None if self.cached_settings is None else self.opts.refresh_deadline
         try:
-            self.cached_settings = await self.store.settings()
+            self.cached_settings = await self.store.settings(deadline=deadline)
         except DatabaseError as e:
             if self.cached_settings is None:
                 raise ApiError(503, E.DATABASE_ERROR, f"settings unavailable: {e}") from None

@@ -128,7 +128,7 @@ class FakeStore:
         self._use("lease_holder")
         return self.lease
 
-    async def settings(self) -> Settings:
+    async def settings(self, deadline: float | None = None) -> Settings:
         self._use("settings")
         return self.settings_
 
@@ -241,10 +241,10 @@ def make_cfg(routes: dict[str, str] | None = None) -> NodeConfig:
 
 @contextlib.asynccontextmanager
 async def serve(store: FakeStore, *, media: Any = None, clock: Any = None,
-                routes: dict[str, str] | None = None,
-                load_map: bool = True) -> AsyncIterator[tuple[Webapp, TestClient]]:
+                routes: dict[str, str] | None = None, load_map: bool = True,
+                max_body: int = 1 << 20) -> AsyncIterator[tuple[Webapp, TestClient]]:
     opts = WebappOptions(message_timeout=0.3, health_timeout=0.3, master_timeout=0.5,
-                         refresh_deadline=0.5)
+                         refresh_deadline=0.5, max_body=max_body)
     webapp = Webapp(make_cfg(routes), WebappDeps(store=store, media_factory=lambda: media,
                                                  clock=clock or SystemClock(), options=opts))
     async with TestClient(TestServer(webapp.app())) as client:
@@ -708,6 +708,18 @@ def test_media_upload_and_download(tmp_path: Any) -> None:
             r = await client.get("/v1/media/0123456789abcdef", headers=AUTH)
             assert r.status == 404
             assert the_error(await r.json())["code"] == E.NOT_FOUND
+    run(body())
+
+
+def test_body_over_the_limit_is_413_envelope(tmp_path: Any) -> None:
+    async def body() -> None:
+        media = open_media_store(str(tmp_path), 2.0)
+        async with serve(FakeStore(), media=media, max_body=1000) as (_, client):
+            r = await client.post("/v1/media", headers={**AUTH, "Content-Type": "text/plain"},
+                                  data=b"x" * 1001)
+            assert r.status == 413
+            assert the_error(await r.json())["code"] == E.INVALID_REQUEST
+            assert list(tmp_path.iterdir()) == []
     run(body())
 
 

@@ -593,7 +593,6 @@ def _libnfs() -> ctypes.CDLL:
             "nfs_pwrite": (i, [vp, vp, u64, u64, vp]),
             "nfs_pread": (i, [vp, vp, u64, u64, vp]),
             "nfs_rename": (i, [vp, cp, cp]),
-            "nfs_unlink": (i, [vp, cp]),
             "nfs_mkdir": (i, [vp, cp]),
             "nfs_stat64": (i, [vp, cp, ctypes.POINTER(_NfsStat64)]),
         }
@@ -685,10 +684,6 @@ class _NfsConn:
         self._arm(dl, "rename")
         self._check("rename", old, self.lib.nfs_rename(self.ctx, old.encode(), new.encode()))
 
-    def unlink(self, path: str, dl: _Deadline) -> None:
-        self._arm(dl, "unlink")
-        self._check("unlink", path, self.lib.nfs_unlink(self.ctx, path.encode()))
-
     def write_file(self, path: str, data: bytes, dl: _Deadline) -> None:
         """Create (or truncate) ``path`` and write ``data`` in 3 KiB calls, then COMMIT."""
         fh = ctypes.c_void_p()
@@ -752,7 +747,7 @@ class _NfsPool:
         self._dir_ready = False
 
     def take(self, dl: _Deadline) -> tuple[_NfsConn, bool]:
-        """Return ``(context, reused)``: a fresh idle context, else a newly mounted one."""
+        """Return ``(context, reused)``: a recently used idle context, else a new mount."""
         stale: list[_NfsConn] = []
         conn: _NfsConn | None = None
         with self._lock:  # newest last; if the newest is stale, all are

@@ -208,7 +208,8 @@ class Coreapp:
         try:
             await conn.send(msg_id, to, text, timeout=2.0)
         except (GatewayError, asyncio.TimeoutError, OSError) as e:
-            return envelope(503, 1014, "Internal error", f"gateway send failed: {e}")
+            # the message may have left before the failure: "unknown", never "not sent"
+            return envelope(504, 1014, "Internal error", f"gateway send failed: {e}")
         self.sent += 1
         return web.json_response({"id": msg_id, "shard": shard, "epoch": conn.epoch
                                   if hasattr(conn, "epoch") else self.own.epoch})

@@ -350,29 +350,33 @@ def render_model(model: TimelineModel, *, title: str = "", fmt: str = "png") -> 
                     va="center", transform=ax_ops.transAxes, color="#777777")
         ax_ops.set_yticks([])
 
-    # -- middle: one row per shard group, cell colour = worst outcome in the bucket
+    # -- middle: one row per shard group, cell colour = share of its ops that were ok
+    # (red 0 % .. green 100 %); a bucket whose ops all ended unknown (info) is orange
+    cmap = _ok_cmap()
     for row, s in enumerate(shard_groups):
+        cells: dict[int, list[tuple[float, float]]] = defaultdict(list)
         for i, x in enumerate(edges):
-            if s.fail[i]:
-                c = OP_COLOURS["fail"]
-            elif s.info[i]:
-                c = OP_COLOURS["info"]
-            elif s.ok[i]:
-                c = OP_COLOURS["ok"]
-            else:
-                continue
-            ax_strip.broken_barh([(x, model.bucket)], (row - 0.4, 0.8), color=c, linewidth=0)
+            n = s.ok[i] + s.fail[i] + s.info[i]
+            if n:  # -1: only unknown outcomes (info), shown in the info colour
+                level = -1 if s.info[i] == n else round(20 * s.ok[i] / n)
+                cells[level].append((x, model.bucket))
+        for level, ranges in cells.items():
+            colour = OP_COLOURS["info"] if level < 0 else cmap(level / 20)
+            ax_strip.broken_barh(ranges, (row - 0.4, 0.8), color=colour, linewidth=0)
     ax_strip.set_yticks(range(len(shard_groups)), [s.group for s in shard_groups])
     ax_strip.set_ylim(-0.6, max(1, len(shard_groups)) - 0.4)
     ax_strip.invert_yaxis()
-    ax_strip.set_ylabel("outcome")
+    ax_strip.set_ylabel("share ok")
 
     # -- bottom: role lanes
     nodes = list(model.lanes)
     for row, node in enumerate(nodes):
+        by_state: dict[str, list[tuple[float, float]]] = defaultdict(list)
         for seg in model.lanes[node]:
-            ax_lane.broken_barh([(seg.start, seg.end - seg.start)], (row - 0.38, 0.76),
-                                color=LANE_COLOURS[seg.state], linewidth=0)
+            by_state[seg.state].append((seg.start, seg.end - seg.start))
+        for state, ranges in by_state.items():
+            ax_lane.broken_barh(ranges, (row - 0.38, 0.76), color=LANE_COLOURS[state],
+                                linewidth=0)
     ax_lane.set_yticks(range(len(nodes)), nodes)
     ax_lane.set_ylim(-0.6, max(1, len(nodes)) - 0.4)
     ax_lane.invert_yaxis()
@@ -382,28 +386,40 @@ def render_model(model: TimelineModel, *, title: str = "", fmt: str = "png") -> 
     ax_lane.set_xlabel("seconds since the history started")
     ax_lane.set_xlim(model.t0, model.t1)
 
-    # -- fault windows across all panels, labelled on the top panel
+    # -- fault windows across all panels, labelled on the top panel where there is room
     kinds = sorted({f.kind for f in model.faults})
     fcol = {k: FAULT_COLOURS[i % len(FAULT_COLOURS)] for i, k in enumerate(kinds)}
-    for i, f in enumerate(model.faults):
-        for ax in (ax_ops, ax_strip, ax_lane):
-            ax.axvspan(f.start, f.end, color=fcol[f.kind], alpha=0.18, linewidth=0, zorder=0)
-        ax_ops.text(f.start, 0.97 - 0.13 * (i % 4), " " + f.label,
+    for ax in (ax_ops, ax_strip, ax_lane):
+        for k in kinds:
+            spans = [(f.start, f.end - f.start) for f in model.faults if f.kind == k]
+            ax.broken_barh(spans, (0, 1), transform=ax.get_xaxis_transform(), color=fcol[k],
+                           alpha=0.18, linewidth=0, zorder=0)
+    per_px = (model.t1 - model.t0) / 1250.0  # data seconds per pixel of the plot width
+    extents = [(f.start, f.start + _text_width(f.label, per_px)) for f in model.faults]
+    for f, row in _place(extents, list(model.faults), 4):
+        ax_ops.text(f.start, 0.97 - 0.13 * row, " " + f.label,
                     transform=ax_ops.get_xaxis_transform(),
                     va="top", ha="left", fontsize=8, clip_on=True,
                     bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": fcol[f.kind],
                           "alpha": 0.85})
 
-    # -- vertical markers
-    for m in model.markers:
-        st = MARKER_STYLE[m.kind]
-        for ax in (ax_ops, ax_strip, ax_lane):
-            ax.axvline(m.time, color=st["color"], ls=st["ls"], lw=st["lw"], zorder=3)
-    labelled = [m for m in model.markers if m.kind in ("conflict", "promotion")]
-    for j, m in enumerate(labelled):
-        right_half = m.time > model.t0 + 0.6 * (model.t1 - model.t0)
+    # -- vertical markers: one collection per kind and panel; conflicts and promotions
+    # labelled where there is room (conflicts first)
+    for kind, st in MARKER_STYLE.items():
+        xs = [m.time for m in model.markers if m.kind == kind]
+        if xs:
+            for ax in (ax_ops, ax_strip, ax_lane):
+                ax.vlines(xs, 0, 1, transform=ax.get_xaxis_transform(), colors=st["color"],
+                          linestyles=st["ls"], linewidths=st["lw"], zorder=3)
+    labelled = sorted((m for m in model.markers if m.kind in ("conflict", "promotion")),
+                      key=lambda m: (m.kind != "conflict", m.time))
+    split = model.t0 + 0.6 * (model.t1 - model.t0)  # right of it, labels extend leftwards
+    extents = [(m.time - _text_width(m.label, per_px), m.time) if m.time > split
+               else (m.time, m.time + _text_width(m.label, per_px)) for m in labelled]
+    for m, row in _place(extents, labelled, 3):
+        right_half = m.time > split
         ax_ops.annotate(m.label, (m.time, 0.0), xycoords=ax_ops.get_xaxis_transform(),
-                        xytext=(-4 if right_half else 4, 6 + 14 * (j % 3)),
+                        xytext=(-4 if right_half else 4, 6 + 14 * row),
                         textcoords="offset points", fontsize=8,
                         ha="right" if right_half else "left",
                         color=MARKER_STYLE[m.kind]["color"],
@@ -421,6 +437,8 @@ def render_model(model: TimelineModel, *, title: str = "", fmt: str = "png") -> 
 
     # -- legend and headline
     handles = [Patch(color=OP_COLOURS[k], label=f"op {k}") for k in ("ok", "info", "fail")]
+    if shard_groups:
+        handles.append(Patch(color=cmap(0.5), label="shard row: share ok 0-100 % (red-green)"))
     handles += [Patch(color=LANE_COLOURS[s], label=s) for s in LANE_STATES if s != OTHER]
     present = {m.kind for m in model.markers}
     handles += [Line2D([], [], color=MARKER_STYLE[k]["color"], ls=MARKER_STYLE[k]["ls"],
@@ -437,6 +455,33 @@ def render_model(model: TimelineModel, *, title: str = "", fmt: str = "png") -> 
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt)
     return buf.getvalue()
+
+
+def _ok_cmap():
+    from matplotlib.colors import LinearSegmentedColormap
+
+    return LinearSegmentedColormap.from_list(
+        "share_ok", [OP_COLOURS["fail"], OP_COLOURS["info"], OP_COLOURS["ok"]])
+
+
+def _text_width(text: str, per_px: float, char_px: float = 6.2) -> float:
+    """Estimated width, in data seconds, of a size-8 label."""
+    return (len(text) + 2) * char_px * per_px
+
+
+def _place(extents: list[tuple[float, float]], items: list, rows: int) -> list[tuple[Any, int]]:
+    """Greedy label placement, in the given order of priority: each label goes to the first
+    row where it overlaps no label already placed; labels with no room are dropped (every
+    span and line is still drawn, and the legend names the kinds)."""
+    taken: list[list[tuple[float, float]]] = [[] for _ in range(rows)]
+    out = []
+    for (lo, hi), item in zip(extents, items, strict=True):
+        for row in range(rows):
+            if all(hi <= a or lo >= b for a, b in taken[row]):
+                taken[row].append((lo, hi))
+                out.append((item, row))
+                break
+    return out
 
 
 def _headline(model: TimelineModel) -> tuple[str, bool]:

@@ -62,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[SUMMARY] = []
+    config.stash[ENVIRONMENT] = {}
+    config.stash[SECRETS] = []
     # validate the session-wide topology before any test starts anything
     if not config.option.help and not getattr(config.option, "collectonly", False):
         try:
@@ -71,6 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 SUMMARY = pytest.StashKey[list]()
+ENVIRONMENT = pytest.StashKey[dict]()
+SECRETS = pytest.StashKey[list]()
 
 
 def _setting(config: pytest.Config, name: str) -> str:
@@ -144,10 +148,14 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
         started.append(c)
         try:
             import allure
-            with allure.step(f"bring up cluster {c.run_id} ({_describe(spec)})"):
-                c.start()
         except ImportError:
             c.start()
+        else:
+            with allure.step(f"bring up cluster {c.run_id} ({_describe(spec)})"):
+                c.start()
+            allure.attach(json.dumps(spec.to_dict(), indent=1), name="topology",
+                          attachment_type=allure.attachment_type.JSON)
+        _note_environment(request.config, c)
         return c
 
     yield make
@@ -162,6 +170,22 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
                       f"python -m harness down --run-id {c.run_id}")
             else:
                 c.stop()
+
+
+def _note_environment(config: pytest.Config, c: Any) -> None:
+    env = config.stash[ENVIRONMENT]
+    t = c.spec.timing
+    env.update({f"image.{k}": v for k, v in c.images.items()})
+    env.update({"db.engine": c.spec.db_engine, "heartbeat_interval": t.heartbeat_interval,
+                "unhealthy_interval": t.unhealthy_interval, "db_monitor_scale": t.db_monitor_scale,
+                "lease_ttl": t.lease_ttl, "gateway_ping_timeout": t.gateway_ping_timeout})
+    config.stash[SECRETS].extend(c.secrets())
+    try:
+        with c.db_connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            env["db.version"] = cur.fetchone()[0]
+    except Exception:  # noqa: BLE001 - informational only
+        pass
 
 
 def _describe(spec: Topology) -> str:
@@ -228,17 +252,43 @@ def _fmt(v: Any) -> str:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
+    from .report import ScenarioSummary, format_summary
+
     rows = config.stash.get(SUMMARY, [])
     if not rows:
         return
     terminalreporter.section("failover figures")
-    keys = ["promotion", "downtime", "bound", "verdict"]
-    width = max(len(r["test"].split("::")[-1]) for r in rows)
-    terminalreporter.write_line(f"{'scenario':<{width}}  " + "  ".join(f"{k:>10}" for k in keys))
-    for r in rows:
-        cells = [_fmt(r.get(k, "-")) for k in keys]
-        terminalreporter.write_line(f"{r['test'].split('::')[-1]:<{width}}  "
-                                    + "  ".join(f"{c:>10}" for c in cells))
+    summary = [ScenarioSummary(r["test"].split("::")[-1], r.get("promotion"), r.get("downtime"),
+                               r.get("bound"), r.get("verdict", "-"), r.get("retried", 0))
+               for r in rows]
+    for line in format_summary(summary).splitlines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Report-level files in the Allure results directory (if one is in use)."""
+    config = session.config
+    results_dir = getattr(config.option, "allure_report_dir", None)
+    if not results_dir:
+        return
+    from . import report
+    from .scrub import Scrubber
+
+    report.write_categories(results_dir)
+    props: dict[str, Any] = {"project.version": _version()}
+    with_spec = config.stash.get(ENVIRONMENT, {})
+    props.update(with_spec)
+    report.write_environment(results_dir, props, Scrubber(config.stash.get(SECRETS, [])))
+    report.mark_flaky_retries(results_dir)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("mc-chaos")
+    except Exception:  # noqa: BLE001 - not installed: from the source tree
+        from multiconnect import __version__
+        return __version__
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -1,0 +1,69 @@
+"""Judge a scenario: run its checkers on the history, keep the evidence, fail with a reason.
+
+``judge`` writes the checker results next to the history in the test's artifact directory,
+attaches history, results and the timeline figure to the Allure report (secrets scrubbed),
+records the headline figures for the terminal summary, and raises ``AssertionError`` whose
+message starts with ``CHECK FAILED:`` (the report's "product defect" category) naming each
+failed check, its bound and observed figure, and where the evidence was written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .checkers import Result, prepare
+from .history import Event
+from .scrub import Scrubber
+
+Check = Callable[[Sequence[Event]], Result]
+
+
+def run_checks(events: Sequence[Event], checks: Iterable[Check]) -> list[Result]:
+    prepared = prepare(list(events))
+    return [check(prepared) for check in checks]
+
+
+def headline(results: Sequence[Result]) -> dict[str, Any]:
+    """Promotion time, downtime and bound, from whichever checkers measured them."""
+    out: dict[str, Any] = {}
+    for r in results:
+        f = r.figures
+        if "promotion" in f and f["promotion"] is not None:
+            out.setdefault("promotion", f["promotion"])
+        if "max_downtime" in f and f["max_downtime"] is not None:
+            out.setdefault("downtime", f["max_downtime"])
+        if f.get("bound") is not None:
+            out.setdefault("bound", f["bound"])
+    return out
+
+
+def judge(events: Sequence[Event], checks: Iterable[Check], *, artifacts: Path,
+          secrets: Iterable[str] = (), record: Callable[..., None] | None = None,
+          title: str = "", extra_figures: Mapping[str, Any] | None = None) -> list[Result]:
+    events = list(events)
+    results = run_checks(events, checks)
+    scrub = Scrubber(list(secrets))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "results.json").write_text(json.dumps(
+        [{"name": r.name, "valid": r.valid, "figures": r.figures,
+          "explanation": r.explanation} for r in results], indent=1, default=str))
+    bounds = headline(results)
+    report.attach_timeline(events, bounds=bounds, title=title)
+    report.attach_history(events, scrub)
+    report.attach_results(results, scrub)
+    figures = {**bounds, **(extra_figures or {})}
+    failed = [r for r in results if not r.valid]
+    figures["verdict"] = "FAIL" if failed else "pass"
+    if record is not None:
+        record(**figures)
+    if failed:
+        lines = [report.check_failed_message(failed) or "CHECK FAILED:"]
+        for r in failed:
+            lines.append(f"- {r.name}: {r.explanation}")
+        lines.append(f"history, results and logs: {artifacts}")
+        raise AssertionError("\n".join(lines))
+    return results

@@ -1,0 +1,37 @@
+"""Fixtures for faults and clients, imported by :mod:`harness.plugin`.
+
+``nemesis``: a :class:`harness.nemesis.Nemesis` on the test's ``cluster`` recording into its
+``history``; teardown heals every fault still active (also after a failure or Ctrl-C, since
+pytest tears fixtures down on KeyboardInterrupt) and fails the test's teardown if a heal
+failed. ``workload``: a :class:`harness.workload.Workload` (not started: use
+``with workload.running():``); teardown stops it if it is still running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def nemesis(cluster: Any, history: Any) -> Iterator[Any]:
+    from harness.nemesis import Nemesis
+
+    n = Nemesis(cluster, history)
+    try:
+        yield n
+    finally:
+        n.heal_all()
+
+
+@pytest.fixture
+def workload(cluster: Any, history: Any) -> Iterator[Any]:
+    from harness.workload import Workload
+
+    w = Workload(cluster, history)
+    try:
+        yield w
+    finally:
+        w.stop()

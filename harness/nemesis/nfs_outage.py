@@ -1,0 +1,27 @@
+"""NFS outage: the shared media store becomes unavailable to the webapps. Variants as in
+:mod:`db_outage`: ``links`` (default; every ``*->nfs`` link cut: the webapps' NFS client is
+refused at once), ``blackhole`` (their calls hang until ``WA_MEDIA_TIMEOUT``), ``pause`` (the
+server frozen), ``stop`` (refused: the export is a tmpfs). Skipped on topologies whose media
+store is a Docker volume. Targets: ``["nfs"]``. Expected effect: media calls fail fast with
+the error envelope (503, code 1011) and work again after heal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.nemesis import Fault, FaultContext, register
+from harness.nemesis.db_outage import outage_heal, outage_start
+
+
+@register
+@dataclass
+class NfsOutage(Fault):
+    variant: str = "links"
+
+    kind = "nfs-outage"
+
+    def start(self, ctx: FaultContext) -> None:
+        outage_start(ctx, self, "nfs", self.variant, "/export")
+
+    def heal(self, ctx: FaultContext) -> None:
+        outage_heal(ctx, self, "nfs", self.variant)

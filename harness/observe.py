@@ -1,0 +1,176 @@
+"""Observers: pollers that put what the cluster says about itself into the history.
+
+Model. Each observer is a daemon thread with a fixed period scheduled on absolute ticks (a
+slow poll delays the next one, it never piles up) and a hard stop. They never invoke
+anything, so they record only completions:
+
+- :class:`HealthPoller` (process ``health``): ``GET /v1/health`` every ``interval`` s →
+  ``ok {"nodes": {name: {"role","gateway_status"} | {"error"}}}``, or ``fail {"error"}``
+  when the API itself did not answer;
+- :class:`ShardMapPoller` (``shardmap``): the shard map read directly from the database →
+  ``shard-map`` ``ok {"shards": {"0": {"hostname","epoch"}}}``, or ``fail {"error"}``;
+- :class:`GatewayRecorder` (``gateway``): the gateway stand-in's event log, pulled with
+  ``/events?since=N``; every event becomes ``info`` ``gw-<type>`` placed on the history's
+  clock at the event's own unix time (``at_wall``). A gateway restart (``next < since``)
+  restarts from 0. ``stop()`` pulls once more so nothing logged before it is missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from harness.api import roles_from_health
+from harness.history import History
+
+
+class Poller:
+    """A thread calling ``poll()`` every ``interval`` s (absolute ticks) until stopped or
+    ``duration`` s have passed."""
+
+    name = "poller"
+
+    def __init__(self, interval: float, duration: float = 3600.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        self.interval = interval
+        self.duration = duration
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.polls = 0
+        self.errors = 0
+
+    def poll(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        t0 = self.clock()
+        k = 0
+        while not self._stop.is_set() and self.clock() - t0 < self.duration:
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - a poller must survive anything
+                self.errors += 1
+            self.polls += 1
+            k = max(k + 1, int((self.clock() - t0) / self.interval) + 1)  # skip missed ticks
+            if self._stop.wait(max(0.0, t0 + k * self.interval - self.clock())):
+                break
+
+    def start(self) -> Poller:
+        if self._thread is not None:
+            raise RuntimeError(f"{self.name} already started")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+
+def _err(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"[:500]
+
+
+class HealthPoller(Poller):
+    name = "health"
+
+    def __init__(self, api_factory: Callable[[], Any], history: History,
+                 interval: float = 0.3, timeout: float = 2.0, **kw: Any) -> None:
+        super().__init__(interval, **kw)
+        self.api_factory = api_factory
+        self.history = history
+        self.timeout = timeout
+        self._api: Any = None
+
+    def poll(self) -> None:
+        try:
+            if self._api is None:
+                self._api = self.api_factory()
+            body = self._api.health(timeout=self.timeout)
+            nodes = roles_from_health(body)
+        except Exception as e:  # noqa: BLE001
+            self.history.append("health", "fail", "health", {"error": _err(e)})
+            return
+        self.history.append("health", "ok", "health", {"nodes": nodes})
+
+
+class ShardMapPoller(Poller):
+    name = "shardmap"
+
+    def __init__(self, read: Callable[[], dict[int, dict[str, Any]]], history: History,
+                 interval: float = 0.5, **kw: Any) -> None:
+        super().__init__(interval, **kw)
+        self.read = read
+        self.history = history
+
+    def poll(self) -> None:
+        try:
+            rows = self.read()
+        except Exception as e:  # noqa: BLE001
+            self.history.append("shardmap", "fail", "shard-map", {"error": _err(e)})
+            return
+        shards = {str(s): {"hostname": r.get("hostname"), "epoch": r.get("epoch")}
+                  for s, r in sorted(rows.items())}
+        self.history.append("shardmap", "ok", "shard-map", {"shards": shards})
+
+
+class GatewayRecorder(Poller):
+    name = "gateway"
+
+    def __init__(self, gateway_url: str | Callable[[], str], history: History,
+                 interval: float = 0.2, timeout: float = 2.0,
+                 http: Any = None, **kw: Any) -> None:
+        super().__init__(interval, **kw)
+        self._url = gateway_url
+        self.history = history
+        self.timeout = timeout
+        self.http = http or requests.Session()
+        self.since = 0
+        self.recorded = 0
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self._url() if callable(self._url) else self._url
+
+    def poll(self) -> None:
+        """Pull every event logged since the last pull (several pages if needed)."""
+        with self._lock:
+            for _ in range(1000):  # bounded: 1000 pages
+                r = self.http.get(f"{self.url}/events", params={"since": self.since},
+                                  timeout=self.timeout)
+                r.raise_for_status()
+                body = r.json()
+                events, nxt = body.get("events") or [], int(body.get("next", self.since))
+                if nxt < self.since:  # the gateway restarted: its log starts again
+                    self.since = 0
+                    continue
+                for ev in events:
+                    at = ev.get("time")
+                    self.history.append("gateway", "info", f"gw-{ev.get('type', '?')}",
+                                        ev, at_wall=float(at) if at is not None else None)
+                    self.recorded += 1
+                self.since = nxt
+                if not events:
+                    return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        try:
+            self.poll()
+        except Exception:  # noqa: BLE001 - the gateway may be gone already
+            self.errors += 1

@@ -10,7 +10,8 @@ image carries the labels ``mc.image=<name>`` and ``mc.recipe=<hash>``. The node 
 
 ``ensure_images(client)`` → ``{"base": "mc-base:…", "db": …, "nfs": …, "toxiproxy": …,
 "node": …}``; ``overrides={"db": "mysql:8.0"}`` uses a local image as given instead.
-CLI: ``python -m harness.images [NAME ...] [--force NAME|all]``.
+CLI: ``python -m harness.images [NAME ...] [--force NAME|all] [--prune]``;
+``prune_stale_images(client, keep)`` drops older tags that no container uses.
 
 How to run it
 =============
@@ -293,11 +294,20 @@ def _run(cmd: list[str], image: str, step: str, env: Mapping[str, str] | None = 
 
 
 def _build_base(client: docker.DockerClient, ref: str, recipe: str, progress: Progress) -> None:
-    if shutil.which("debootstrap") is None:
-        raise ImageBuildError("base", "step 1/4 debootstrap",
-                              "debootstrap is not installed: `apt-get install -y debootstrap`")
     if os.geteuid() != 0:
-        raise ImageBuildError("base", "step 1/4 debootstrap", "debootstrap needs root")
+        raise ImageBuildError("base", "step 1/4 debootstrap",
+                              "debootstrap needs root; run as root or load an image and pass "
+                              "overrides={'base': '<ref>'}")
+    if shutil.which("debootstrap") is None:
+        if not Path("/etc/debian_version").exists():
+            raise ImageBuildError("base", "step 1/4 debootstrap",
+                                  "debootstrap is not installed (and this is not Debian)")
+        t0 = time.monotonic()
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run(["apt-get", "update"], "base", "apt-get update (for debootstrap)", env=env)
+        _run(["apt-get", "install", "-y", "--no-install-recommends", "debootstrap"], "base",
+             "apt-get install debootstrap", env=env)
+        progress(f"[images] base: installed debootstrap ({_fmt(time.monotonic() - t0)})")
     work = cache_dir() / "tmp"
     work.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="base-", dir=work))
@@ -438,6 +448,7 @@ class _StepReporter:
         self.name, self.progress = name, progress
         self.current: str | None = None
         self.started = 0.0
+        self.cached = False
         self.output: list[str] = []
 
     def feed(self, text: str) -> None:
@@ -448,14 +459,17 @@ class _StepReporter:
                 self.current = f"step {m.group(1)}/{m.group(2)} {_short(m.group(3))}"
                 self.started = time.monotonic()
                 self.output = []
+                self.cached = False
             elif line.strip():
+                self.cached = self.cached or line.strip() == "---> Using cache"
                 self.output.append(line)
                 del self.output[:-40]
 
     def finish(self) -> None:
         if self.current is not None:
+            took = _fmt(time.monotonic() - self.started)
             self.progress(f"[images] {self.name}: {self.current} "
-                          f"({_fmt(time.monotonic() - self.started)})")
+                          f"({took}{', layer cache' if self.cached else ''})")
             self.current = None
 
     def fail(self, error: str) -> ImageBuildError:
@@ -585,6 +599,33 @@ def ensure_images(
     return {r.name: r.ref for r in results if r.name in names}
 
 
+def prune_stale_images(
+    client: docker.DockerClient, keep: Mapping[str, str], progress: Progress = print_to_stderr,
+    prefix: str = "mc-",
+) -> list[str]:
+    """For each image name in ``keep`` (name → current ref), remove its other tags.
+
+    Only ``<prefix><name>:<hash>`` tags of images labelled ``mc.image`` are considered; an
+    image a container still uses is left alone (docker refuses to remove it without force).
+    Returns the removed references.
+    """
+    removed: list[str] = []
+    for image in client.images.list(filters={"label": "mc.image"}):
+        for tag in image.tags:
+            repo = tag.rsplit(":", 1)[0]
+            name = repo[len(prefix):] if repo.startswith(prefix) else None
+            if name not in keep or tag == keep[name]:
+                continue
+            try:
+                client.images.remove(tag)
+            except docker.errors.APIError as exc:
+                progress(f"[images] kept {tag}: {exc.explanation or exc}")
+                continue
+            removed.append(tag)
+            progress(f"[images] removed stale {tag}")
+    return removed
+
+
 def image_size_mb(client: docker.DockerClient, ref: str) -> float:
     """Size of an image as `docker images` shows it, in MB (10^6 bytes)."""
     return client.images.get(ref).attrs.get("Size", 0) / 1e6
@@ -598,11 +639,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", default=list(ALL_IMAGES), help="images (default all)")
     ap.add_argument("--force", action="append", default=[], metavar="NAME",
                     help="rebuild NAME without any cache ('all' for every image); repeatable")
+    ap.add_argument("--prune", action="store_true",
+                    help="then remove older mc-* images that no container uses")
     args = ap.parse_args(argv)
     force = set(ALL_IMAGES) if "all" in args.force else set(args.force)
     try:
         client = ensure_engine()
         results = build_images(client, args.names, force=force)
+        if args.prune:
+            prune_stale_images(client, {r.name: r.ref for r in results if r.status != "override"})
     except (ImageError, EngineUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

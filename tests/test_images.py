@@ -569,3 +569,23 @@ def test_node_image_has_the_pinned_python_stack_and_the_source(lab, refs, docker
     hist = docker_client.api.history(refs["node"])
     created = [h["CreatedBy"] for h in hist if "LABEL" not in h["CreatedBy"]]
     assert "COPY" in created[0] and "/opt/mc/multiconnect" in created[0]
+
+
+@pytest.mark.integration
+def test_prune_removes_only_stale_tags_of_the_named_images(docker_client, refs) -> None:
+    stale_db, other = "mc-db:000000000000", "mc-nfs:000000000000"
+    docker_client.images.get(refs["db"]).tag(stale_db)
+    docker_client.images.get(refs["nfs"]).tag(other)
+    try:
+        removed = images.prune_stale_images(docker_client, {"db": refs["db"]},
+                                            progress=lambda _l: None)
+        assert stale_db in removed and other not in removed
+        assert refs["db"] not in removed
+        tags = {t for i in docker_client.images.list(filters={"label": "mc.image"})
+                for t in i.tags}
+        assert stale_db not in tags and other in tags and refs["db"] in tags
+    finally:
+        import docker.errors
+        for tag in (stale_db, other):
+            with contextlib.suppress(docker.errors.ImageNotFound):
+                docker_client.images.remove(tag)

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from .fixtures import nemesis, workload  # noqa: F401 - fixtures offered by the plugin
 from .spec import DB_ENGINES, MEDIA_BACKENDS, TIMINGS, SpecError, Topology
 
 MARKERS = {

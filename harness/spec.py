@@ -1,7 +1,7 @@
 """The topology spec: what cluster to build. Frozen, validated before anything starts.
 
 Two timing presets: ``ci`` (heartbeat 1 s, unhealthy 3 s, database monitoring scaled to
-3 s / 6 s, lease 3 s, gateway keepalive 1 s) for a 2-core CI machine, and ``documented``
+3 s / 6 s, lease 5 s, gateway keepalive 2 s) for a 2-core CI machine, and ``documented``
 (the real client's defaults: 5 s / 30 s, 60 s / 120 s) for nightly runs.
 """
 
@@ -31,8 +31,8 @@ class Timing:
     heartbeat_interval: int = 1
     unhealthy_interval: int = 3
     db_monitor_scale: float = 0.05
-    lease_ttl: float = 3.0
-    gateway_ping_timeout: float = 1.0
+    lease_ttl: float = 5.0
+    gateway_ping_timeout: float = 2.0
 
     @property
     def liveness_interval(self) -> float:

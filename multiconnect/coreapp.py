@@ -147,17 +147,21 @@ class Coreapp:
 
     # ------------------------------------------------------------------ background
     async def liveness_loop(self) -> None:
+        """Liveness row every liveness_interval (60 s × scale, as documented); settings are
+        re-read every heartbeat interval."""
+        next_touch = self.clock.monotonic()
         while not self.stop.is_set():
             try:
-                await call(self.db_misc, dbq.touch_node, self.cfg.name)
+                if self.clock.monotonic() >= next_touch:
+                    await call(self.db_misc, dbq.touch_node, self.cfg.name)
+                    next_touch = self.clock.monotonic() + self.cfg.liveness_interval
                 settings, version = await call(self.db_misc, dbq.read_settings)
                 if version != self.settings_version:
                     self._apply_settings(settings)
                     self.settings_version = version
             except DatabaseError as e:
                 log.warning("liveness write failed: %s", e)
-            # settings are re-read at least every heartbeat interval
-            await sleep_or_stop(self.stop, min(self.cfg.liveness_interval,
+            await sleep_or_stop(self.stop, min(max(0.05, next_touch - self.clock.monotonic()),
                                                self.settings.heartbeat_interval))
 
     # ------------------------------------------------------------------ HTTP

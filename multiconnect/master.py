@@ -56,7 +56,7 @@ class Master:
         self.schema_ready = False
         self.db_lease, self.db_mon, self.db_api = (Database(cfg.db) for _ in range(3))
         self.coreapps: dict[str, dbq.NodeRow] = {}
-        self.inflight: set[str] = set()
+        self.inflight: dict[str, int] = {}
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.session: aiohttp.ClientSession | None = None
@@ -107,11 +107,15 @@ class Master:
 
     # ------------------------------------------------------------------ heartbeats
     async def heartbeat_loop(self) -> None:
+        """Every heartbeat_interval, one heartbeat to every coreapp. A slow answer is still an
+        answer: each heartbeat may take up to unhealthy_interval, so several can be in flight
+        (at most unhealthy/heartbeat + 1 per coreapp)."""
         while not self.stop.is_set():
             period = self.settings.heartbeat_interval
+            cap = self.settings.unhealthy_interval // period + 1
             for name, row in list(self.coreapps.items()):
-                if name not in self.inflight:
-                    self.inflight.add(name)
+                if self.inflight.get(name, 0) < cap:
+                    self.inflight[name] = self.inflight.get(name, 0) + 1
                     spawn(self.tasks, self._heartbeat(name, row), f"heartbeat {name}")
             await sleep_or_stop(self.stop, period)
 
@@ -120,7 +124,7 @@ class Master:
         assert self.session is not None
         sent = self.clock.monotonic()
         addr = self.cfg.route(name, row.heartbeat_address, "heartbeat")
-        timeout = aiohttp.ClientTimeout(total=float(self.settings.heartbeat_interval))
+        timeout = aiohttp.ClientTimeout(total=float(self.settings.unhealthy_interval))
         params = {"master": self.cfg.name}
         if check:
             params["check"] = "1"
@@ -132,7 +136,8 @@ class Master:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             pass
         finally:
-            self.inflight.discard(name)
+            if not check:
+                self.inflight[name] = max(0, self.inflight.get(name, 1) - 1)
 
     # ------------------------------------------------------------------ monitor
     async def monitor_loop(self) -> None:

@@ -1,0 +1,59 @@
+"""Small shared steps for scenarios: warm-up, waiting on the history, Allure phases."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from harness.history import History
+
+
+@contextlib.contextmanager
+def phase(title: str) -> Iterator[None]:
+    """An Allure step when allure is there; a progress line either way."""
+    print(f"[scenario] {title}", flush=True)
+    try:
+        import allure
+    except ImportError:
+        yield
+        return
+    with allure.step(title):
+        yield
+
+
+def ok_sends(history: History, since: float = 0.0) -> int:
+    return sum(1 for e in history.events()
+               if e.f == "send" and e.type == "ok" and e.time >= since)
+
+
+def wait_history(history: History, predicate: Callable[[History], Any], timeout: float,
+                 what: str) -> Any:
+    """Poll the history until ``predicate`` holds; a timeout is not an error here — the
+    checkers judge what happened — so return None and let them explain."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate(history)
+        if value:
+            return value
+        time.sleep(0.1)
+    print(f"[scenario] gave up waiting for {what} after {timeout:g}s (the checkers will judge)")
+    return None
+
+
+def warm_up(history: History, count: int = 20, timeout: float = 20.0) -> None:
+    """Traffic flows before the fault, so downtime is measured from a working state."""
+    if not wait_history(history, lambda h: ok_sends(h) >= count, timeout,
+                        f"{count} acknowledged messages"):
+        raise AssertionError(f"workload never reached {count} acknowledged messages before "
+                             "the fault: the cluster was not serving")
+
+
+def new_connect(history: History, shard: int, old: str, since: float) -> Any:
+    """The first gateway connect for ``shard`` by a node other than ``old`` after ``since``."""
+    for e in history.events():
+        if (e.f == "gw-connect" and e.time >= since and e.value.get("shard") == shard
+                and e.value.get("node") != old):
+            return e
+    return None

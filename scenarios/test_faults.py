@@ -1,0 +1,355 @@
+"""Every fault kind on a real cluster: its effect is observed while it holds, and heal
+restores. Faults that do not disturb each other share one cluster (a start costs ~15 s).
+
+Observations are the operator's: the public API through ``client->webapp-1``, plain TCP
+connects to the proxies' listeners, container state, ``time.time()`` inside a container, the
+database read directly, and the gateway stand-in's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from harness.checkers import downtime, find_fault, media, no_lost_acks
+from harness.nemesis import (
+    Bandwidth,
+    Blackhole,
+    Bridge,
+    ClockSkew,
+    Cut,
+    DbOutage,
+    Isolate,
+    Kill,
+    Latency,
+    NfsOutage,
+    Oneway,
+    Pause,
+    Restart,
+    Split,
+    Stop,
+)
+from harness.wait import wait_for
+from harness.workload import Workload, classify_exception, spread
+
+pytestmark = pytest.mark.integration
+
+PROBE = "/v1/__probe__"  # any route: a 404 envelope proves the webapp answered
+
+
+def probe(url: str, timeout: float = 1.0) -> tuple[Any, float]:
+    """``(status code | exception, seconds)`` of one request."""
+    t = time.monotonic()
+    try:
+        r = requests.get(url + PROBE, timeout=timeout)
+        return r.status_code, time.monotonic() - t
+    except requests.RequestException as e:
+        return e, time.monotonic() - t
+
+
+def answered(url: str) -> bool:
+    return isinstance(probe(url, 2.0)[0], int)
+
+
+def tcp_state(ip: str, port: int) -> str:
+    try:
+        with socket.create_connection((ip, port), timeout=1.0):
+            return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as e:
+        return f"error: {e}"
+
+
+def link_state(cluster: Any, link: str) -> str:
+    return tcp_state(cluster.nodes["toxiproxy"].ip, cluster.links[link].listen_port)
+
+
+def toxics(cluster: Any, link: str) -> list:
+    return cluster.toxiproxy.proxies()[link]["toxics"]
+
+
+def delivered_to(cluster: Any, to: str) -> bool:
+    return any(e["type"] == "deliver" and e.get("to") == to for e in cluster.gateway_events())
+
+
+def node_health(cluster: Any, name: str) -> dict:
+    return cluster.health().get(name, {"error": "absent"})
+
+
+def skew(cluster: Any, name: str) -> float:
+    """Node wall clock minus host wall clock (midpoint of the exec)."""
+    t1 = time.time()
+    code, out = cluster.exec(name, ["python3", "-c", "import time; print(time.time())"])
+    t2 = time.time()
+    assert code == 0, out
+    return float(out.strip().splitlines()[-1]) - (t1 + t2) / 2
+
+
+def status(cluster: Any, name: str) -> str:
+    c = cluster.container(name)
+    c.reload()
+    return c.status
+
+
+# -- links -------------------------------------------------------------------------------------
+
+def test_link_faults(cluster, nemesis, history):
+    url = cluster.webapp_url(1)
+    assert answered(url)
+    api = cluster.api(1)
+
+    # cut: refused at once, then answered again
+    with nemesis.fault(Cut("client->webapp:1")) as f:
+        assert f.targets == ["client->webapp-1"]
+        res, took = probe(url, 2.0)
+        assert isinstance(res, requests.ConnectionError), res
+        assert classify_exception(res)[0] == "fail" and took < 1.0
+        assert link_state(cluster, "client->webapp-1") == "refused"
+    assert answered(url)
+
+    # black hole: the connection is accepted but nothing answers
+    with nemesis.fault(Blackhole("client->webapp:1")):
+        res, took = probe(url, 1.0)
+        assert isinstance(res, requests.ReadTimeout), res
+        assert took >= 1.0
+        assert link_state(cluster, "client->webapp-1") == "open"
+    assert toxics(cluster, "client->webapp-1") == [] and answered(url)
+
+    # latency: every answer at least the configured delay later
+    with nemesis.fault(Latency("client->webapp:1", latency=400)):
+        for _ in range(3):
+            res, took = probe(url, 3.0)
+            assert isinstance(res, int) and took >= 0.4, (res, took)
+    assert toxics(cluster, "client->webapp-1") == []
+    assert max(probe(url, 3.0)[1] for _ in range(3)) < 0.4
+
+    # bandwidth: 32 KiB at 16 KB/s upstream take about 2 s
+    blob = os.urandom(32 * 1024)
+    with nemesis.fault(Bandwidth("client->webapp:1", rate=16, stream="upstream")):
+        t = time.monotonic()
+        r = api.upload_media(blob, timeout=10)
+        slow = time.monotonic() - t
+        assert r.status_code == 201 and slow >= 1.5, (r.status_code, slow)
+    t = time.monotonic()
+    assert api.upload_media(blob, timeout=10).status_code == 201
+    assert time.monotonic() - t < slow / 2
+
+    # one-way: upstream dropped → never acted on; downstream dropped → acted on, not answered
+    lost, unanswered = spread(1, 2, prefix="177701")
+    with nemesis.fault(Oneway("client->webapp:1", drop="upstream")), \
+            pytest.raises(requests.ReadTimeout):
+        api.send_text(lost, "upstream dropped", timeout=1.0)
+    with nemesis.fault(Oneway("client->webapp:1", drop="downstream")):
+        with pytest.raises(requests.ReadTimeout):
+            api.send_text(unanswered, "downstream dropped", timeout=1.0)
+        wait_for(lambda: delivered_to(cluster, unanswered), timeout=5,
+                 what="the unanswered message delivered at the gateway")
+    assert not delivered_to(cluster, lost)
+    assert toxics(cluster, "client->webapp-1") == [] and answered(url)
+
+    # isolate a secondary coreapp: every link touching it refuses; the webapp loses it
+    with nemesis.fault(Isolate("secondary-coreapp")) as f:
+        (node,) = f.targets
+        touching = [lk.name for lk in cluster.links.touching(node)]
+        assert sorted(f.params()["links"]) == sorted(touching)
+        assert {link_state(cluster, lk) for lk in touching} == {"refused"}
+        wait_for(lambda: "error" in node_health(cluster, node), timeout=10,
+                 what=f"health to report {node} unreachable")
+    assert {link_state(cluster, lk) for lk in touching} == {"open"}
+    wait_for(lambda: "error" not in node_health(cluster, node), timeout=15,
+             what=f"{node} healthy again")
+
+    # split: webapp-1 alone on one side; sends fail with the envelope; heal restores
+    to = spread(1, 1, prefix="177702")[0]
+    with nemesis.fault(Split(a=("webapp:1",))) as f:
+        assert f.params()["a"] == ["webapp-1"]
+        assert link_state(cluster, "webapp-1->coreapp-1") == "refused"
+        assert link_state(cluster, "webapp-1->db") == "open"  # infrastructure stays
+        r = api.send_text(to, "split", timeout=3)
+        assert r.status_code == 503 and r.json()["errors"][0]["code"] in (1011, 1018), r.text
+    wait_for(lambda: api.send_text(to, "after split", timeout=3).status_code == 201,
+             timeout=15, what="a send after the split healed")
+
+    # bridge: the bridge keeps every link, the halves lose theirs (checked last: it churns)
+    with nemesis.fault(Bridge(bridge="webapp:1", a=("master:1", "master:2"))) as f:
+        p = f.params()
+        assert f.targets == ["webapp-1"] and sorted(p["b"]) == ["coreapp-1", "coreapp-2"]
+        assert {link_state(cluster, lk) for lk in p["links"]} == {"refused"}
+        assert {link_state(cluster, lk.name) for lk in cluster.links.touching("webapp-1")} \
+            == {"open"}
+    assert {link_state(cluster, lk) for lk in p["links"]} == {"open"}
+    wait_for(cluster.ready_state, timeout=30, what="cluster ready after the bridge")
+
+    starts = [e for e in history.events() if e.process == "nemesis" and e.f == "start"]
+    heals = [e for e in history.events() if e.process == "nemesis" and e.f == "heal"]
+    assert len(starts) == len(heals) == 9
+    assert not any("error" in e.value for e in starts + heals)
+
+
+# -- containers --------------------------------------------------------------------------------
+
+def test_node_faults(cluster, nemesis, history):
+    url = cluster.webapp_url(1)
+
+    # pause freezes: the proxy connects, the webapp never answers
+    with nemesis.fault(Pause("webapp:1")):
+        assert status(cluster, "webapp-1") == "paused"
+        res, took = probe(url, 1.0)
+        assert isinstance(res, requests.ReadTimeout), res
+    assert status(cluster, "webapp-1") == "running" and answered(url)
+
+    # kill a secondary coreapp: gone until heal, then back as a secondary
+    with nemesis.fault(Kill("secondary-coreapp")) as f:
+        (sec,) = f.targets
+        assert status(cluster, sec) == "exited"
+        wait_for(lambda: "error" in node_health(cluster, sec), timeout=10,
+                 what=f"health to report the killed {sec}")
+    assert status(cluster, sec) == "running"
+    wait_for(lambda: node_health(cluster, sec).get("role") == "coreapp", timeout=30,
+             what=f"{sec} back in health")
+
+    # stop (graceful) the secondary master, then start it again
+    with nemesis.fault(Stop("secondary-master", grace=5)) as f:
+        (m,) = f.targets
+        assert status(cluster, m) == "exited"
+    assert status(cluster, m) == "running"
+    wait_for(lambda: node_health(cluster, m).get("role") == "secondary_master", timeout=30,
+             what=f"{m} back as secondary master")
+
+    # restart the webapp: a new process, the API answers again
+    started = cluster.container("webapp-1").attrs["State"]["StartedAt"]
+    with nemesis.fault(Restart("webapp:1", grace=5)):
+        cluster.container("webapp-1").reload()
+        assert cluster.container("webapp-1").attrs["State"]["StartedAt"] != started
+    wait_for(lambda: answered(url), timeout=20, what="webapp answering after restart")
+    wait_for(lambda: cluster.api(1).health(), timeout=20, what="health after restart")
+
+    # kill the primary coreapp: resolved at fault time; another takes over; it rejoins
+    old = cluster.primary_coreapp(0)
+    with nemesis.fault(Kill("primary-coreapp:0")) as f:
+        assert f.targets == [old]
+        assert status(cluster, old) == "exited"
+        new = wait_for(lambda: cluster.primary_coreapp(0) != old and cluster.primary_coreapp(0),
+                       timeout=30, what="promotion of another coreapp")
+        wait_for(lambda: node_health(cluster, new).get("gateway_status") == "connected",
+                 timeout=30, what=f"{new} connected")
+    wait_for(lambda: node_health(cluster, old).get("role") == "coreapp", timeout=30,
+             what=f"{old} rejoining")
+    assert node_health(cluster, old).get("gateway_status") != "connected"
+    assert cluster.primary_coreapp(0) == new
+    heals = [e for e in history.events() if e.process == "nemesis" and e.f == "heal"]
+    assert len(heals) == 5 and not any("error" in e.value for e in heals)
+
+
+# -- clocks ------------------------------------------------------------------------------------
+
+def test_clock_skew(cluster, nemesis):
+    node = cluster.primary_coreapp(0)
+    assert abs(skew(cluster, node)) < 0.5
+    with nemesis.fault(ClockSkew("primary-coreapp:0", offset=60)):
+        assert abs(skew(cluster, node) - 60) < 0.5
+        # the monotonic clock is untouched (the nodes' deadlines rely on it)
+        t1 = time.monotonic()
+        code, out = cluster.exec(node, ["python3", "-c", "import time; print(time.monotonic())"])
+        t2 = time.monotonic()
+        assert t1 - 0.5 < float(out.strip().splitlines()[-1]) < t2 + 0.5
+    assert abs(skew(cluster, node)) < 0.5
+
+    with nemesis.fault(ClockSkew("secondary-master", offset=-120)) as f:
+        (m,) = f.targets
+        assert abs(skew(cluster, m) + 120) < 0.5
+    assert abs(skew(cluster, m)) < 0.5
+
+    # drift: +30 s in 3 steps over 3 s (+10 at once, +20 after 1 s, +30 after 2 s)
+    with nemesis.fault(ClockSkew("webapp:1", offset=30, mode="drift", over=3, steps=3)):
+        first = skew(cluster, "webapp-1")
+        threading.Event().wait(2.6)
+        last = skew(cluster, "webapp-1")
+        assert 9.4 < first < 20.6 and abs(last - 30) < 0.5, (first, last)
+    assert abs(skew(cluster, "webapp-1")) < 0.5
+    code, out = cluster.exec(node, ["sh", "-c", "cat /run/faketime/offset"])
+    assert out.strip() == "+0"
+    assert cluster.ready_state()
+
+
+# -- database and media store ------------------------------------------------------------------
+
+def last_seen(cluster: Any) -> dict[str, Any]:
+    with contextlib.closing(cluster.db_connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT name, last_seen FROM waent.nodes WHERE role = 'coreapp'")
+        return dict(cur.fetchall())
+
+
+def test_nfs_and_db_outages(cluster, nemesis):
+    api = cluster.api(1)
+    blob = os.urandom(4096)
+    assert api.upload_media(blob, timeout=5).status_code == 201
+
+    # NFS cut: uploads fail fast with the envelope
+    for variant, fast in (("links", 1.5), ("blackhole", 4.0)):
+        with nemesis.fault(NfsOutage(variant)):
+            t = time.monotonic()
+            r = api.upload_media(blob, timeout=10)
+            took = time.monotonic() - t
+            assert r.status_code == 503 and r.json()["errors"][0]["code"] == 1011, r.text
+            assert took < fast, (variant, took)
+        wait_for(lambda: api.upload_media(blob, timeout=5).status_code == 201, timeout=10,
+                 what=f"uploads after the {variant} NFS outage")
+
+    # database links cut: the coreapps' liveness rows stop advancing, then resume
+    interval = cluster.spec.timing.liveness_interval
+    with nemesis.fault(DbOutage("links")) as f:
+        assert sorted(f.params()["links"]) == sorted(lk.name for lk in cluster.links.to("db"))
+        frozen = last_seen(cluster)
+        threading.Event().wait(2 * interval + 0.5)
+        assert last_seen(cluster) == frozen
+    wait_for(lambda: all(v > frozen[k] for k, v in last_seen(cluster).items()),
+             timeout=4 * interval + 10, what="coreapp liveness rows advancing after heal")
+
+    # database paused: nobody, the harness included, gets an answer
+    with nemesis.fault(DbOutage("pause")):
+        assert status(cluster, "db") == "paused"
+        with pytest.raises(Exception):  # noqa: B017 - pymysql timeout or OperationalError
+            last_seen(cluster)
+    assert last_seen(cluster)
+    wait_for(cluster.ready_state, timeout=60, what="cluster ready after the database outage")
+
+
+# -- control test: the downtime checker against a known outage ---------------------------------
+
+@pytest.mark.parametrize("n", [3.0])
+def test_control_cut_ingress_downtime(cluster, nemesis, history, record_figures, n):
+    """Cut the webapp's ingress for exactly N s; the downtime checker must report N ± 0.2 s."""
+    w = Workload(cluster, history, rate=20, media=1.0)
+    with w.running():
+        threading.Event().wait(3.0)
+        with nemesis.fault(Cut("client->webapp:1")):
+            threading.Event().wait(n)
+        threading.Event().wait(4.0)
+    stats = w.sender.stats()
+    events = history.events()
+    fw = find_fault(events, "cut")
+    window = fw.heal - fw.start
+    res = downtime(events, window=fw.around(before=1.0, after=3.0))
+    measured = res.figures["max_downtime"]
+    record_figures(downtime=measured, bound=n, window=round(window, 3),
+                   error=round(measured - n, 3), rate=stats.achieved_rate,
+                   lateness_p99=stats.lateness_quantile(0.99),
+                   lateness_max=max(stats.lateness), skipped=stats.skipped,
+                   verdict="ok" if abs(measured - n) <= 0.2 else "off")
+    assert abs(measured - n) <= 0.2, res.explanation
+    assert abs(measured - window) <= 0.2, res.explanation
+    # the workload as a whole: rate held, every ack delivered, media read back
+    assert stats.skipped == 0 and stats.achieved_rate >= 0.95 * 20
+    assert no_lost_acks(events).valid
+    assert media(events).valid, media(events).explanation
+    assert any(e.f == "health" and e.type == "ok" for e in events)
+    assert any(e.f == "shard-map" and e.type == "ok" for e in events)

@@ -112,3 +112,14 @@ def lease_takeover(lease_ttl: float, margin: float | None = None) -> Bound:
     ttl = _num("lease_ttl", lease_ttl)
     m = _margin(margin)
     return Bound(ttl + ttl / 3 + m, f"T + T/3 + margin = {_g(ttl)} + {_g(ttl)}/3 + {_g(m)}")
+
+
+def db_recovery(heartbeat_interval: float, db_timeout: float,
+                margin: float | None = None) -> Bound:
+    """Bound for service to return after a database outage ends: each coreapp's next
+    ownership confirmation comes within h/2, after at most one failed reconnect attempt
+    (``db_timeout``); then it reconnects to the gateway: ``h/2 + db_timeout + margin``."""
+    h = _num("heartbeat_interval", heartbeat_interval)
+    d = _num("db_timeout", db_timeout)
+    m = _margin(margin)
+    return Bound(h / 2 + d + m, f"h/2 + db_timeout + margin = {_g(h)}/2 + {_g(d)} + {_g(m)}")

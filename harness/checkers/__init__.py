@@ -9,6 +9,7 @@ combine with ``compose``::
     result = check(history.events())
 """
 
+from harness.checkers.availability import availability, recovery
 from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose, pair_ops, prepare
 from harness.checkers.connections import Connection, connections, single_connected
 from harness.checkers.downtime import Outage, downtime, outages
@@ -28,10 +29,12 @@ CHECKERS = {
     "no_duplicates": no_duplicates,
     "media": media,
     "primary_masters": primary_masters,
+    "availability": availability,
+    "recovery": recovery,
 }
 
 __all__ = [
-    "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
+    "CHECKERS", "Checker", "availability", "recovery", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
     "no_duplicates", "no_lost_acks", "no_promotion", "outages", "pair_ops", "prepare",
     "primary_masters", "promotion", "single_connected",

@@ -99,3 +99,39 @@ def roles_from_health(health: dict[str, Any]) -> dict[str, dict[str, Any]]:
         else:
             out[name] = {"role": entry.get("role"), "gateway_status": entry.get("gateway_status")}
     return out
+
+
+class FailoverClient:
+    """A client of several webapps that retries a request on the next webapp when the
+    connection to the current one fails (refused, reset, or closed without an answer).
+
+    This is the client the documentation's "second webapp" promise is about. It gives
+    at-least-once delivery: a request that reached a webapp which then died unanswered may be
+    sent twice. ``attempts`` tells how many webapps the last call tried.
+    """
+
+    def __init__(self, clients: list[ApiClient]) -> None:
+        if not clients:
+            raise ValueError("FailoverClient needs at least one client")
+        self.clients = clients
+        self.current = 0
+        self.attempts = 0
+
+    def send_text(self, to: str, body: str, timeout: float | None = None) -> requests.Response:
+        last: Exception | None = None
+        self.attempts = 0
+        for i in range(len(self.clients)):
+            client = self.clients[(self.current + i) % len(self.clients)]
+            self.attempts += 1
+            try:
+                r = client.send_text(to, body, timeout=timeout)
+            except requests.ConnectionError as e:
+                last = e
+                continue
+            self.current = (self.current + i) % len(self.clients)
+            return r
+        assert last is not None
+        raise last
+
+    def __getattr__(self, name: str):
+        return getattr(self.clients[self.current], name)

@@ -237,6 +237,8 @@ class Cluster:
         }
         if role == "master":
             env["WA_MASTER_NODE"] = "1"
+        if self.spec.test_break:
+            env["WA_TEST_BREAK"] = self.spec.test_break
         if role == "coreapp":
             env["WA_GATEWAY_ADDRESS"] = f"toxiproxy:{self.links[f'{name}->gateway'].listen_port}"
         if role == "webapp":

@@ -60,6 +60,7 @@ class Topology:
     db_engine: str = "mariadb"
     media: str = "nfs"
     images: tuple[tuple[str, str], ...] = ()  # (role, image ref) overrides: no local build
+    test_break: str = ""  # a deliberately broken build of the roles (mutation checks only)
 
     # -- derived -------------------------------------------------------------------------
     def node_names(self, role: str) -> list[str]:
@@ -134,6 +135,9 @@ def validate(t: Topology) -> Topology:
             raise SpecError("images", role, f"image roles are {', '.join(IMAGE_ROLES)}")
         if not isinstance(ref, str) or not ref or " " in ref:
             raise SpecError(f"images.{role}", ref, "an image reference like mysql:8.0")
+    from multiconnect.config import TEST_BREAKS
+    if t.test_break and t.test_break not in TEST_BREAKS:
+        raise SpecError("test_break", t.test_break, f"'' or one of {', '.join(TEST_BREAKS)}")
     if t.db_engine == "mysql" and "db" not in dict(t.images):
         raise SpecError("db_engine", "mysql",
                         "mysql needs images={'db': '<a MySQL 8 image you have loaded>'}: "

@@ -57,3 +57,30 @@ def new_connect(history: History, shard: int, old: str, since: float) -> Any:
                 and e.value.get("node") != old):
             return e
     return None
+
+
+def label(epic: str, feature: str, story: str, severity: str = "critical") -> None:
+    from harness.report import label_scenario
+    label_scenario(epic, feature, story, severity)
+
+
+def timing(cluster: Any) -> Any:
+    return cluster.spec.timing
+
+
+def hold(seconds: float) -> None:
+    """Keep a fault in place for a fixed time (the scenario's definition, not a wait for
+    the system: what happens meanwhile is judged from the history)."""
+    time.sleep(seconds)
+
+
+def connected_coreapps(cluster: Any) -> list[str]:
+    return [n for n, r in cluster.health().items()
+            if r.get("role") == "coreapp" and r.get("gateway_status") == "connected"]
+
+
+def wait_ready(cluster: Any, timeout: float) -> Any:
+    """After heals: one primary master and one connected coreapp per shard again."""
+    from harness.wait import wait_for
+    return wait_for(cluster.ready_state, timeout=timeout,
+                    what="one primary master and one connected coreapp per shard")

@@ -5,19 +5,47 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
+from helpers import hold, label, new_connect, phase, wait_history, wait_ready, warm_up
 
 from harness import bounds
 from harness.checkers import downtime, no_lost_acks, primary_masters, promotion, single_connected
 from harness.nemesis.kill import Kill
+from harness.nemesis.pause import Pause
 from harness.verdict import judge
-from helpers import new_connect, phase, wait_history, warm_up
 
 pytestmark = pytest.mark.failover
 
 
-def _label(story: str, severity: str = "critical") -> None:
-    from harness.report import label_scenario
-    label_scenario("failover", "coreapp failover", story, severity)
+def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures, *, fault,
+              bound, shard=0, title, after=None, others_bound=None):
+    """Warm up, inject ``fault(old)`` on shard's primary, wait for a new primary at the
+    gateway (or the bound + 5 s), let traffic flow, heal, judge."""
+    with workload.running():
+        with phase("workload: warm up"):
+            warm_up(history)
+        old = cluster.primary_coreapp(shard)
+        f = fault(old)
+        with phase(f"fault: {f.kind} {old} (primary coreapp of shard {shard})"):
+            nemesis.start(f)
+            start = history.now()
+            wait_history(history, lambda h: new_connect(h, shard, old, start),
+                         float(bound) + 5, "a new primary coreapp at the gateway")
+        with phase("traffic after the promotion"):
+            hold(3)
+        with phase(f"heal: {f.kind} {old}"):
+            nemesis.heal(f)
+            if after is not None:
+                after(old)
+    shards = [shard] if others_bound is not None else None
+    with phase("check"):
+        return judge(history.events(), [
+            partial(promotion, shard=shard, bound=bound),
+            partial(downtime, bound=bound, shards=shards, others_bound=others_bound),
+            single_connected,
+            no_lost_acks,
+            partial(primary_masters, last=3),
+        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+            title=title)
 
 
 def test_kill_primary_coreapp_heartbeat_failover(cluster, history, nemesis, workload,
@@ -25,31 +53,58 @@ def test_kill_primary_coreapp_heartbeat_failover(cluster, history, nemesis, work
     """Primary coreapp SIGKILLed with 2 masters alive: a secondary is promoted within
     unhealthy_interval + heartbeat_interval + margin; clients see no longer downtime; one
     connected coreapp per shard throughout; no acknowledged message lost."""
-    _label("primary coreapp killed, heartbeat failover")
+    label("failover", "coreapp failover", "primary coreapp killed (heartbeat detection)")
     t = cluster.spec.timing
     bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
                                       t.gateway_ping_timeout)
-    with workload.running():
-        with phase("workload: warm up"):
-            warm_up(history)
-        old = cluster.primary_coreapp(0)
-        with phase(f"fault: kill {old} (primary coreapp of shard 0)"):
-            fault = nemesis.start(Kill(old))
-            start = history.now()
-            wait_history(history, lambda h: new_connect(h, 0, old, start),
-                         float(bound) + 5, "a new primary coreapp at the gateway")
-        with phase("observe recovery"):
-            wait_history(history, lambda h: sum(
-                1 for e in h.events() if e.f == "send" and e.type == "ok"
-                and e.time > start + float(bound)) >= 20, 15, "traffic after failover")
-        with phase(f"heal: restart {old}"):
-            nemesis.heal(fault)
-    with phase("check"):
-        judge(history.events(), [
-            partial(promotion, shard=0, bound=bound),
-            partial(downtime, bound=bound),
-            single_connected,
-            no_lost_acks,
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title="kill primary coreapp (heartbeat failover)")
+    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+              fault=Kill, bound=bound, title="kill primary coreapp (heartbeat failover)")
+
+
+@pytest.mark.topology(masters=1)
+def test_kill_primary_coreapp_single_master_db_failover(cluster, history, nemesis, workload,
+                                                        mc_artifacts, record_figures):
+    """With a single master only database-based monitoring applies: the dead primary's
+    liveness row turns stale and it is replaced within stale_after + liveness_interval +
+    margin (60 s / 120 s documented, scaled in CI)."""
+    label("failover", "coreapp failover", "primary coreapp killed, one master (database "
+          "liveness detection)")
+    t = cluster.spec.timing
+    bound = bounds.db_failover(t.liveness_interval, t.stale_after)
+    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+              fault=Kill, bound=bound, title="kill primary coreapp, one master (DB failover)")
+
+
+def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, mc_artifacts,
+                                           record_figures):
+    """A paused primary (its TCP connections stay open, it answers nothing) is replaced; the
+    new primary never overlaps it at the gateway (its connection is dropped by keepalive
+    before the fence lifts); resumed, it finds its ownership lapsed and rejoins as a
+    secondary."""
+    label("failover", "coreapp failover", "primary coreapp paused past unhealthy_interval")
+    t = cluster.spec.timing
+    bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
+                                      t.gateway_ping_timeout)
+
+    def rejoined_as_secondary(old: str) -> None:
+        state = wait_ready(cluster, 20)
+        assert old not in state["connected"], (
+            f"{old} is connected again after resuming; connected: {state['connected']}")
+
+    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+              fault=Pause, bound=bound, after=rejoined_as_secondary,
+              title="pause primary coreapp, then resume")
+
+
+@pytest.mark.topology(coreapps=5, shards=4)
+def test_multiconnect_one_shard_fails_over_alone(cluster, history, nemesis, workload,
+                                                 mc_artifacts, record_figures):
+    """4 shards + 1 standby: killing shard 2's primary costs only shard 2's recipients;
+    the other shards see no downtime beyond the margin."""
+    label("failover", "multiconnect", "one shard's primary killed, other shards unaffected")
+    t = cluster.spec.timing
+    bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
+                                      t.gateway_ping_timeout)
+    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+              fault=Kill, bound=bound, shard=2, others_bound=bounds.MARGIN,
+              title="multiconnect: kill shard 2's primary")

@@ -1,0 +1,51 @@
+"""Clock skew: wall clocks jump and drift; nothing that matters may depend on them."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+from helpers import hold, label, phase, warm_up
+
+from harness import bounds
+from harness.checkers import (
+    downtime,
+    no_lost_acks,
+    no_promotion,
+    primary_masters,
+    single_connected,
+)
+from harness.nemesis.clock_skew import ClockSkew
+from harness.verdict import judge
+
+pytestmark = pytest.mark.failover
+
+
+@pytest.mark.parametrize("target,offset,mode", [
+    ("primary-master", +300, "jump"),
+    ("primary-master", -300, "jump"),
+    ("primary-coreapp:0", +300, "jump"),
+    ("primary-coreapp:0", -300, "jump"),
+    ("primary-coreapp:0", +120, "drift"),
+])
+def test_clock_skew_changes_nothing(target, offset, mode, cluster, history, nemesis, workload,
+                                    mc_artifacts, record_figures):
+    """A node's wall clock jumps (or drifts) by minutes: leases and ownership are judged on
+    the database clock and local monotonic clocks, so there is no spurious promotion, never
+    two primary masters, no gateway overlap, no downtime."""
+    label("failover", "clock", f"{mode} {offset:+d}s on {target}")
+    t = cluster.spec.timing
+    with workload.running():
+        warm_up(history)
+        f = ClockSkew(target, offset=offset, mode=mode, over=2 * t.unhealthy_interval)
+        with phase(f"fault: clock {mode} {offset:+d}s on {target}"):
+            nemesis.start(f)
+            hold(3 * t.unhealthy_interval)
+        with phase("heal: clock back"):
+            nemesis.heal(f)
+            hold(2 * t.unhealthy_interval)
+    judge(history.events(), [
+        partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
+        single_connected, no_lost_acks, partial(primary_masters, last=3),
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title=f"clock {mode} {offset:+d}s on {target}")

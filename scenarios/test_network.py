@@ -1,0 +1,166 @@
+"""Partitions and slow links between masters and coreapps: promote when (and only when) the
+documented rule says so, and never overlap at the gateway."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+from helpers import hold, label, new_connect, phase, wait_history, warm_up
+
+from harness import bounds
+from harness.checkers import (
+    downtime,
+    no_lost_acks,
+    no_promotion,
+    primary_masters,
+    promotion,
+    single_connected,
+)
+from harness.nemesis.cut import Cut
+from harness.nemesis.latency import Latency
+from harness.verdict import judge
+
+pytestmark = pytest.mark.failover
+
+
+def _links_from_masters(cluster, coreapp: str, masters=None) -> tuple[str, ...]:
+    masters = masters or cluster.spec.node_names("master")
+    return tuple(f"{m}->{coreapp}" for m in masters)
+
+
+def test_cut_from_primary_master_only_no_promotion(cluster, history, nemesis, workload,
+                                                   mc_artifacts, record_figures):
+    """The primary coreapp stops answering the primary master but a secondary master still
+    reaches it: a miss seen by one master is not a failure — no promotion, no downtime."""
+    label("failover", "network", "primary coreapp cut from the primary master only")
+    t = cluster.spec.timing
+    with workload.running():
+        warm_up(history)
+        pc, pm = cluster.primary_coreapp(0), cluster.primary_master()
+        f = Cut(f"{pm}->{pc}")
+        with phase(f"fault: cut {pm}->{pc} for {3 * t.unhealthy_interval}s"):
+            nemesis.start(f)
+            hold(3 * t.unhealthy_interval)
+        with phase("heal"):
+            nemesis.heal(f)
+            hold(1)
+    judge(history.events(), [
+        partial(no_promotion, shard=0),
+        partial(downtime, bound=bounds.MARGIN),
+        single_connected, no_lost_acks, partial(primary_masters, last=3),
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title="cut from the primary master only")
+
+
+def test_cut_from_all_masters_promotes_without_overlap(cluster, history, nemesis, workload,
+                                                       mc_artifacts, record_figures):
+    """The primary coreapp is cut from every master but still reaches the database and the
+    gateway: it is promoted away; it keeps confirming its ownership until the shard map
+    changes, then closes its own connection, and the new primary connects only after the
+    fence — never both at once."""
+    label("failover", "network", "primary coreapp cut from all masters")
+    t = cluster.spec.timing
+    bound = bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
+                                      t.gateway_ping_timeout)
+    with workload.running():
+        warm_up(history)
+        pc = cluster.primary_coreapp(0)
+        f = Cut(_links_from_masters(cluster, pc))
+        with phase(f"fault: cut every master from {pc}"):
+            nemesis.start(f)
+            start = history.now()
+            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
+                         "a new primary at the gateway")
+            hold(2)
+        with phase("heal"):
+            nemesis.heal(f)
+            hold(1)
+    judge(history.events(), [
+        partial(promotion, shard=0, bound=bound),
+        partial(downtime, bound=bound),
+        single_connected, no_lost_acks, partial(primary_masters, last=3),
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title="cut from all masters")
+
+
+def test_latency_below_unhealthy_interval_no_promotion(cluster, history, nemesis, workload,
+                                                       mc_artifacts, record_figures):
+    """Heartbeat answers delayed by less than unhealthy_interval − heartbeat_interval are
+    late, not missing: no promotion."""
+    label("failover", "network", "latency on master↔coreapp links below unhealthy_interval")
+    t = cluster.spec.timing
+    delay_ms = int((t.unhealthy_interval - t.heartbeat_interval) * 1000 * 0.6)
+    with workload.running():
+        warm_up(history)
+        pc = cluster.primary_coreapp(0)
+        f = Latency(_links_from_masters(cluster, pc), latency=delay_ms)
+        with phase(f"fault: {delay_ms} ms latency on every master->{pc} link"):
+            nemesis.start(f)
+            hold(3 * t.unhealthy_interval)
+        with phase("heal"):
+            nemesis.heal(f)
+            hold(1)
+    judge(history.events(), [
+        partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
+        single_connected, no_lost_acks,
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title=f"latency {delay_ms} ms < unhealthy_interval", extra_figures={
+            "latency_ms": delay_ms})
+
+
+def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, workload,
+                                                   mc_artifacts, record_figures):
+    """Heartbeat answers delayed beyond unhealthy_interval count as missing: promotion, with
+    the fence protecting against overlap (the old primary is alive and connected)."""
+    label("failover", "network", "latency on master↔coreapp links above unhealthy_interval")
+    t = cluster.spec.timing
+    delay_ms = int((t.unhealthy_interval + t.heartbeat_interval) * 1000)
+    bound = bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
+                                      t.gateway_ping_timeout)
+    with workload.running():
+        warm_up(history)
+        pc = cluster.primary_coreapp(0)
+        f = Latency(_links_from_masters(cluster, pc), latency=delay_ms)
+        with phase(f"fault: {delay_ms} ms latency on every master->{pc} link"):
+            nemesis.start(f)
+            start = history.now()
+            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
+                         "a new primary at the gateway")
+            hold(2)
+        with phase("heal"):
+            nemesis.heal(f)
+            hold(1)
+    judge(history.events(), [
+        partial(promotion, shard=0, bound=bound), partial(downtime, bound=bound),
+        single_connected, no_lost_acks,
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title=f"latency {delay_ms} ms > unhealthy_interval", extra_figures={
+            "latency_ms": delay_ms})
+
+
+def test_flapping_links_no_promotion_churn(cluster, history, nemesis, workload, mc_artifacts,
+                                           record_figures):
+    """The primary coreapp's heartbeat links are cut and healed repeatedly, each cut shorter
+    than unhealthy_interval − heartbeat_interval: never a promotion."""
+    label("failover", "network", "flapping master↔coreapp links")
+    t = cluster.spec.timing
+    cut_for = max(0.5, (t.unhealthy_interval - t.heartbeat_interval) * 0.5)
+    with workload.running():
+        warm_up(history)
+        pc = cluster.primary_coreapp(0)
+        links = _links_from_masters(cluster, pc)
+        with phase(f"fault: 6 × (cut {cut_for:g}s, heal {2 * t.heartbeat_interval}s)"):
+            for _ in range(6):
+                f = Cut(links)
+                nemesis.start(f)
+                try:
+                    hold(cut_for)
+                finally:
+                    nemesis.heal(f)
+                hold(2 * t.heartbeat_interval)
+    judge(history.events(), [
+        partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
+        single_connected, no_lost_acks,
+    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+        title="flapping links")

@@ -1,0 +1,92 @@
+"""Operator-facing behaviour: settings changes reach every master and change failover timing;
+a second webapp carries the traffic when one dies."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import partial
+
+import pytest
+from helpers import hold, label, new_connect, phase, wait_history, warm_up
+
+from harness import bounds
+from harness.checkers import downtime, no_lost_acks, promotion, single_connected
+from harness.nemesis.kill import Kill
+from harness.verdict import judge
+from harness.wait import wait_for
+from harness.workload import Workload
+
+pytestmark = pytest.mark.failover
+
+STATUS = ("python3 -c \"import urllib.request; print(urllib.request.urlopen("
+          "'http://127.0.0.1:6250/internal/status', timeout=2).read().decode())\"")
+
+
+def master_settings(cluster, name: str) -> dict:
+    code, out = cluster.exec(name, ["sh", "-c", STATUS])
+    if code != 0:
+        raise RuntimeError(f"{name}: {out}")
+    return json.loads(out)["settings"]
+
+
+def test_patch_settings_reaches_every_master_and_changes_failover(cluster, history, nemesis,
+                                                                  workload, mc_artifacts,
+                                                                  record_figures):
+    """PATCH /v1/settings/application with new heartbeat/unhealthy intervals: the API shows
+    them, every master applies them, and the next failover follows the new values (it takes
+    at least the new unhealthy_interval, at most its bound)."""
+    label("failover", "procedures", "settings change applied cluster-wide")
+    api = cluster.api()
+    old = api.settings()
+    new_h, new_u = old["heartbeat_interval"] + 1, 2 * old["unhealthy_interval"]
+    bad = api.patch_settings({"heartbeat_interval": 0})
+    assert bad.status_code == 400 and "errors" in bad.json(), (
+        f"invalid settings must be refused with the error envelope: {bad.status_code} {bad.text}")
+    r = api.patch_settings({"heartbeat_interval": new_h, "unhealthy_interval": new_u})
+    assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"
+    assert api.settings()["unhealthy_interval"] == new_u
+    for m in cluster.spec.node_names("master"):
+        wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"] == new_u,
+                 timeout=3 * new_h + 5, what=f"{m} applying unhealthy_interval={new_u}")
+    time.sleep(new_u)  # let every master's heartbeat view settle on the new period
+    bound = bounds.heartbeat_failover(new_h, new_u, cluster.spec.timing.gateway_ping_timeout)
+    with workload.running():
+        warm_up(history)
+        pc = cluster.primary_coreapp(0)
+        f = Kill(pc)
+        nemesis.start(f)
+        start = history.now()
+        seen = wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
+                            "a new primary")
+        nemesis.heal(f)
+    took = seen.time - start if seen else None
+    assert took is None or took >= new_u - new_h, (
+        f"CHECK FAILED: promotion after {took:.2f}s, sooner than the new unhealthy_interval "
+        f"{new_u}s allows: the old setting is still in use")
+    judge(history.events(), [partial(promotion, shard=0, bound=bound), single_connected,
+                             no_lost_acks],
+          artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+          title=f"failover after settings change (h={new_h}, u={new_u})")
+
+
+@pytest.mark.topology(webapps=2)
+def test_killing_one_webapp_costs_a_retrying_client_nothing(cluster, history, nemesis,
+                                                            mc_artifacts, record_figures):
+    """With two webapps, a client that retries a refused request on the other webapp sees
+    no downtime beyond the margin when one webapp is killed."""
+    label("failover", "procedures", "second webapp takes over the API traffic", "normal")
+    w = Workload(cluster, history, rate=20, webapp=(1, 2), media=0)
+    with w.running():
+        warm_up(history)
+        f = Kill("webapp-1")
+        with phase("fault: kill webapp-1"):
+            nemesis.start(f)
+            hold(5)
+        with phase("heal"):
+            nemesis.heal(f)
+            hold(2)
+    judge(history.events(), [partial(downtime, bound=bounds.MARGIN), single_connected,
+                             no_lost_acks],
+          artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+          title="kill one of two webapps")

@@ -20,6 +20,11 @@ from dataclasses import dataclass
 #: Seconds added to every protocol worst case. The only tuning knob of this module.
 MARGIN: float = 1.0
 
+#: How far ``/v1/health`` may lag the gateway's own log: one poll interval of the harness's
+#: health poller (0.3 s) plus one status round of the webapp (its per-node timeout, 0.5 s),
+#: plus scheduling; health is a polled view, the gateway stamps connects itself.
+HEALTH_SLACK: float = 1.5
+
 #: Extra wait after the old owner's validity before a new owner may connect (contracts.md).
 FENCE_SLACK: float = 0.5
 

@@ -305,7 +305,7 @@ class Metrics:
 @dataclass(frozen=True)
 class WebappOptions:
     message_timeout: float = 2.0     # forward to a coreapp
-    health_timeout: float = 1.0      # per node status query
+    health_timeout: float = 0.5      # per node status query
     master_timeout: float = 3.0      # forward to the primary master
     refresh_interval: float = 0.5    # shard map refresh period
     refresh_deadline: float = 1.0    # on-demand refresh budget before using the cache

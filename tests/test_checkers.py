@@ -197,9 +197,14 @@ def test_promotion_from_gateway_and_health():
     r = promotion(make(BASE), bound=31.0)
     assert r.valid, r.explanation
     f = r.figures
-    assert (f["promotion_gateway"], f["promotion_health"], f["promotion"]) == (30.0, 31.0, 31.0)
+    # the gateway stamps the connect itself: it is the promotion time
+    assert (f["promotion_gateway"], f["promotion_health"], f["promotion"]) == (30.0, 31.0, 30.0)
     assert f["old_primary"] == "coreapp-1" and f["new_primary"] == "coreapp-2"
+    # health lagging past the bound fails unless the allowed health lag covers it
     assert not promotion(make(BASE), bound=30.999).valid
+    assert promotion(make(BASE), bound=30.5, health_slack=0.5).valid
+    assert not promotion(make(BASE), bound=30.5, health_slack=0.499).valid
+    assert not promotion(make(BASE), bound=29.999, health_slack=5).valid
 
 
 def test_promotion_sources_disagree():
@@ -245,7 +250,7 @@ def test_promotion_multishard_ignores_other_shards_primaries():
     assert r.valid, r.explanation
     assert r.figures["shard"] == 0  # inferred from the fault's target
     assert r.figures["new_primary"] == "coreapp-3"
-    assert r.figures["promotion"] == 31.0
+    assert r.figures["promotion"] == 30.0
 
 
 def test_promotion_selects_fault_by_id():
@@ -256,7 +261,7 @@ def test_promotion_selects_fault_by_id():
     r = promotion(make(rows), fault="f2")
     assert r.valid, r.explanation
     assert (r.figures["old_primary"], r.figures["new_primary"]) == ("coreapp-2", "coreapp-1")
-    assert r.figures["promotion"] == 16.0
+    assert r.figures["promotion"] == 15.0
     assert not promotion(make(rows), fault="f9").valid
 
 

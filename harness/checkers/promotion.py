@@ -124,11 +124,14 @@ def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
 def promotion(events: Sequence[Event], *, fault: str | None = None,
               shard: int | str | None = None, bound: Any = None,
               old_primary: str | None = None, sources: Iterable[str] = SOURCES,
-              name: str = "promotion") -> Result:
+              health_slack: float = 0.0, name: str = "promotion") -> Result:
     """Time from the fault's start to a different coreapp connected for the shard.
 
-    Invalid if a required source never saw one, if the later observation exceeds ``bound``,
-    or if the gateway and health name different new primaries."""
+    The gateway's log is authoritative (it stamps the connect itself); ``/v1/health`` is a
+    polled, non-atomic view that lags it by up to one poll interval plus one status round, so
+    with both sources the promotion time is the gateway's, and health must name the same new
+    primary within ``bound + health_slack``. Invalid if a required source never saw one, if
+    a source exceeds its bound, or if the sources name different new primaries."""
     srcs = _check_sources(sources)
     prep = prepare(events)
     ctx = _context(prep, fault, shard, old_primary)
@@ -141,7 +144,10 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
     p_gw = dur(gw.start.time - fw.start) if gw else None
     p_hl = dur(hl[0].time - fw.start) if hl else None
     used = [p for src, p in (("gateway", p_gw), ("health", p_hl)) if src in srcs]
-    promo = max(used) if used and None not in used else None  # type: ignore[type-var]
+    if "gateway" in srcs:
+        promo = p_gw
+    else:
+        promo = max(used) if used and None not in used else None  # type: ignore[type-var]
     figures: dict[str, Figure] = {
         "fault": fw.id, "fault_kind": fw.kind, "fault_start": fw.start, "shard": ctx.shard,
         "old_primary": ctx.old,
@@ -165,6 +171,10 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
                         f"health says {hl[1]}")
     if lim is not None and promo is not None and promo > lim:
         problems.append(f"promotion took {s(promo)}, above the bound {bound_text(bound)}")
+    if (lim is not None and "health" in srcs and p_hl is not None
+            and p_hl > lim + health_slack and promo is not None and promo <= lim):
+        problems.append(f"health showed the new primary only after {s(p_hl)}, above the bound "
+                        f"{bound_text(bound)} + health lag {health_slack:g} s")
     if problems:
         return Result(name, False, figures, "INVALID: " + "; ".join(problems) + ". " + head)
     text = (f"Promotion in {s(promo)}"

@@ -281,6 +281,9 @@ class Cluster:
             return True
 
         self._wait(first_login, timeout, "admin login through webapp-1")
+        if self.spec.shards > 1:
+            self._wait(lambda: self._check_alive() or self.set_shards(self.spec.shards),
+                       timeout, f"POST /v1/account/shards to {self.spec.shards} shards")
         self._wait(lambda: self._check_alive() or self.ready_state(), timeout,
                    "one primary master and one connected coreapp per shard")
         self._wait(lambda: self._check_alive() or self.round_trip(), timeout,
@@ -330,6 +333,19 @@ class Cluster:
                        if e["type"] == "deliver"):
                 return False
         return True
+
+    def set_shards(self, shards: int) -> bool:
+        """Set the shard count through the API, as an operator does (201 on success; the
+        primary master applies it, so this is retried until one is elected)."""
+        api = ApiClient(self.webapp_url(1), "admin", self.admin_password)
+        api.login()
+        r = api.request("POST", "/v1/account/shards", json={
+            "cc": "1", "phone_number": "5550000001", "shards": shards, "pin": "123456"})
+        if r.status_code == 201:
+            return True
+        if r.status_code >= 500:
+            return False  # no primary master yet
+        raise ApiError(r.status_code, r.text, f"setting {shards} shards")
 
     def gateway_events(self, since: int = 0) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -84,3 +84,13 @@ def wait_ready(cluster: Any, timeout: float) -> Any:
     from harness.wait import wait_for
     return wait_for(cluster.ready_state, timeout=timeout,
                     what="one primary master and one connected coreapp per shard")
+
+
+def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int = 3) -> None:
+    """After the last heal: wait until the cluster is ready again, then until the history
+    holds ``snapshots`` more health snapshots, so end-state checks judge a settled cluster."""
+    wait_ready(cluster, timeout)
+    since = history.now()
+    wait_history(history, lambda h: sum(1 for e in h.events() if e.f == "health"
+                                        and e.type == "ok" and e.time > since) >= snapshots,
+                 10, f"{snapshots} health snapshots after settling")

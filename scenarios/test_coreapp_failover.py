@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, wait_history, wait_ready, warm_up
+from helpers import hold, label, new_connect, phase, settle, wait_history, wait_ready, warm_up
 
 from harness import bounds
 from harness.checkers import downtime, no_lost_acks, primary_masters, promotion, single_connected
@@ -36,6 +36,7 @@ def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
             nemesis.heal(f)
             if after is not None:
                 after(old)
+            settle(cluster, history)
     shards = [shard] if others_bound is not None else None
     with phase("check"):
         return judge(history.events(), [

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, wait_history, warm_up
+from helpers import hold, label, new_connect, phase, settle, wait_history, warm_up
 
 from harness import bounds
 from harness.checkers import (
@@ -44,7 +44,7 @@ def test_cut_from_primary_master_only_no_promotion(cluster, history, nemesis, wo
             hold(3 * t.unhealthy_interval)
         with phase("heal"):
             nemesis.heal(f)
-            hold(1)
+            settle(cluster, history)
     judge(history.events(), [
         partial(no_promotion, shard=0),
         partial(downtime, bound=bounds.MARGIN),
@@ -75,7 +75,7 @@ def test_cut_from_all_masters_promotes_without_overlap(cluster, history, nemesis
             hold(2)
         with phase("heal"):
             nemesis.heal(f)
-            hold(1)
+            settle(cluster, history)
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
         partial(downtime, bound=bound),
@@ -100,7 +100,7 @@ def test_latency_below_unhealthy_interval_no_promotion(cluster, history, nemesis
             hold(3 * t.unhealthy_interval)
         with phase("heal"):
             nemesis.heal(f)
-            hold(1)
+            settle(cluster, history)
     judge(history.events(), [
         partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
         single_connected, no_lost_acks,
@@ -130,7 +130,7 @@ def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, wo
             hold(2)
         with phase("heal"):
             nemesis.heal(f)
-            hold(1)
+            settle(cluster, history)
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK), partial(downtime, bound=bound),
         single_connected, no_lost_acks,

@@ -536,7 +536,10 @@ def test_primary_masters_end_state():
     assert not primary_masters(make(flip[:1]), last=2).valid  # too few snapshots
     errored = [masters(1, "primary_master", "secondary_master"),
                health(2, master_1="error", master_2=("secondary_master", "disconnected"))]
-    assert not primary_masters(make(errored), last=1).valid
+    # a snapshot where a master did not answer is inconclusive: the end check uses the
+    # conclusive ones, and there must be enough of them
+    assert primary_masters(make(errored), last=1).valid
+    assert not primary_masters(make(errored), last=2).valid
 
 
 # -- fault windows and compose ------------------------------------------------------------
@@ -584,3 +587,17 @@ def test_an_invoke_superseded_by_the_next_invoke_counts_as_unknown():
     r = downtime(make(rows))
     assert (r.figures["ok"], r.figures["fail"], r.figures["info"]) == (2, 1, 1)
     assert r.figures["max_downtime"] == 3.0
+
+
+def test_primary_masters_end_check_skips_snapshots_where_a_master_did_not_answer():
+    rows = [
+        health(1.0, master_1=("primary_master", "connected"), master_2=("secondary_master", "x")),
+        health(2.0, master_1=("primary_master", "connected"), master_2=("secondary_master", "x")),
+        health(3.0, master_1=("primary_master", "connected"), master_2=("secondary_master", "x")),
+        health(4.0, master_1="error", master_2=("secondary_master", "x")),
+    ]
+    r = primary_masters(make(rows), last=3)
+    assert r.valid, r.explanation
+    # but a conclusive snapshot with no primary still fails
+    rows.append(health(5.0, master_1=("secondary_master", "x"), master_2=("secondary_master", "x")))
+    assert not primary_masters(make(rows), last=3).valid

@@ -26,15 +26,22 @@ PRIMARY = "primary_master"
 
 def primary_masters(events: Sequence[Event], *, last: int = 3,
                     name: str = "primary_masters") -> Result:
-    """Valid iff no snapshot has two primary masters and each of the last ``last`` snapshots
-    has exactly one, the same one (``last=0`` skips the end check)."""
+    """Valid iff no snapshot has two primary masters and each of the last ``last`` conclusive
+    snapshots (every known master answered) has exactly one, the same one (``last=0`` skips
+    the end check)."""
     if last < 0:
         raise ValueError("last must be >= 0")
     snaps = health_snapshots(prepare(events))
     primaries = [(ev, sorted(n for n, v in nodes.items() if v.get("role") == PRIMARY))
                  for ev, nodes in snaps]
     multi = [(ev, ps) for ev, ps in primaries if len(ps) > 1]
-    tail = primaries[-last:] if last else []
+    # a snapshot in which a known master did not answer says nothing about how many
+    # primaries there are: the end check uses only conclusive snapshots
+    masters = {n for _, nodes in snaps for n, v in nodes.items()
+               if v.get("role") in (PRIMARY, "secondary_master")}
+    conclusive = [(ev, ps) for (ev, ps), (_, nodes) in zip(primaries, snaps, strict=True)
+                  if not any(n in masters and "role" not in v for n, v in nodes.items())]
+    tail = conclusive[-last:] if last else []
     final_names = sorted({p for _, ps in tail for p in ps})
     figures: dict[str, Figure] = {
         "snapshots": len(snaps),

@@ -55,8 +55,8 @@ class EngineConfig:
 
 def _client(cfg: EngineConfig) -> docker.DockerClient:
     if cfg.base_url:
-        return docker.DockerClient(base_url=cfg.base_url, version="auto", timeout=10)
-    return docker.from_env(timeout=10)
+        return docker.DockerClient(base_url=cfg.base_url, version="auto", timeout=120)
+    return docker.from_env(timeout=120)
 
 
 def _answers(cfg: EngineConfig) -> docker.DockerClient | None:

@@ -45,14 +45,18 @@ class GatewayConnection:
     """An open, registered connection; build it with ``await GatewayConnection.open(...)``."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 conn_id: int, ping_timeout: float, on_closed: OnClosed | None = None) -> None:
+                 conn_id: int, ping_timeout: float, phone: str = "", shard: int = 0,
+                 node: str = "", epoch: int = 0, on_closed: OnClosed | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self.conn_id = conn_id
         self.ping_timeout = ping_timeout
-        self.on_closed = on_closed
+        self.phone, self.shard, self.node, self.epoch = phone, shard, node, epoch
         self.closed = False
         self.close_reason: str | None = None
+        self._on_closed: OnClosed | None = None
+        self._notified: OnClosed | None = None  # the callback already called
+        self.on_closed = on_closed
         self.last_write = asyncio.get_running_loop().time()  # monotonic: last line sent
         self._pings: deque[asyncio.Future[None]] = deque()
         self._sends: dict[str, deque[asyncio.Future[None]]] = {}
@@ -94,8 +98,19 @@ class GatewayConnection:
         except (KeyError, TypeError, ValueError):
             _abort(writer)
             raise GatewayError(f"gateway {host}:{port}: bad 'connected' {line[:200]!r}") from None
-        return cls(reader, writer, conn_id=conn_id, ping_timeout=ping_timeout,
-                   on_closed=on_closed)
+        return cls(reader, writer, conn_id=conn_id, ping_timeout=ping_timeout, phone=phone,
+                   shard=shard, node=node, epoch=epoch, on_closed=on_closed)
+
+    @property
+    def on_closed(self) -> OnClosed | None:
+        """Called once with this connection when it ends; one set after the end runs now."""
+        return self._on_closed
+
+    @on_closed.setter
+    def on_closed(self, callback: OnClosed | None) -> None:
+        self._on_closed = callback
+        if self.closed:
+            self._notify()
 
     # -- requests ------------------------------------------------------------------------
     async def ping(self, timeout: float) -> None:
@@ -202,14 +217,19 @@ class GatewayConnection:
         self._writer.close()
         if self._task is not asyncio.current_task():
             self._task.cancel()
-        callback = self.on_closed
-        if callback is not None:
-            try:
-                result = callback(self)
-                if asyncio.iscoroutine(result):
-                    asyncio.ensure_future(result)
-            except Exception:
-                log.exception("on_closed callback failed")
+        self._notify()
+
+    def _notify(self) -> None:
+        callback = self._on_closed
+        if callback is None or callback is self._notified:
+            return
+        self._notified = callback
+        try:
+            result = callback(self)
+            if asyncio.iscoroutine(result):
+                asyncio.ensure_future(result)
+        except Exception:
+            log.exception("on_closed callback failed")
 
 
 def _resolve(queue: deque[asyncio.Future[None]]) -> None:

@@ -80,6 +80,7 @@ def test_connect_send_ack_records_connect_and_deliver() -> None:
         async with GatewayServer(ping_timeout=7) as gw:
             c = await open_conn(gw, shard=3, node="coreapp-2", epoch=5)
             assert c.ping_timeout == 7.0 and c.conn_id > 0
+            assert (c.phone, c.shard, c.node, c.epoch) == ("15550000001", 3, "coreapp-2", 5)
             await c.ping(2)
             await c.send("gBEG1", "16315551234", "hello", 2)
             connect, deliver = gw.events()
@@ -200,6 +201,9 @@ def test_closed_connection_fails_pending_and_later_sends() -> None:
                 await c.ping(30)
             await c.close()
             assert closed == ["eof"]
+            late: list[GatewayConnection] = []
+            c.on_closed = late.append  # set after the end: called at once, once
+            assert late == [c] and closed == ["eof"]
     run(body())
 
 

@@ -130,12 +130,12 @@ class Cluster:
 
     def _run(self, name: str, role: str, image: str, **kw: Any) -> Node:
         assert self.client is not None and self.network is not None
+        # the short name is an alias inside the run's network, set at create time
+        endpoint = self.client.api.create_endpoint_config(aliases=[name])
         container = self.client.containers.create(
             image, name=f"{self.run_id}-{name}", hostname=name, detach=True,
-            labels=self._labels(name), network=self.network.name, **kw)
-        # short name inside the network
-        self.network.disconnect(container)
-        self.network.connect(container, aliases=[name])
+            labels=self._labels(name), network=self.network.name,
+            networking_config={self.network.name: endpoint}, **kw)
         container.start()
         node = Node(name, role, container)
         self.nodes[name] = node

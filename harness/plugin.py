@@ -11,6 +11,7 @@ whatever happens), ``record_figures`` (figures for the terminal summary and the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -49,7 +50,7 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("multiconnect", "multiconnect chaos cluster")
-    for name, typ, default, help_ in OPTIONS:
+    for name, _typ, default, help_ in OPTIONS:
         flag = "--mc-" + name.replace("_", "-")
         group.addoption(flag, dest=f"mc_{name}", default=None,
                         help=f"{help_} (ini: mc_{name}; default {default})")
@@ -214,10 +215,8 @@ def _save_failure_artifacts(c: Any, where: Path) -> None:
         logs = {"harness": f"could not read container logs: {e}"}
     for name, text in logs.items():
         (where / f"{name}.log").write_text(scrub.text(text))
-    try:
+    with contextlib.suppress(Exception):
         (where / "gateway-events.json").write_text(json.dumps(c.gateway_events(), indent=1))
-    except Exception:  # noqa: BLE001
-        pass
     try:
         from . import report
         report.attach_container_logs(logs, scrub)

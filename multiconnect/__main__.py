@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 
@@ -32,10 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         from .coreapp import run
     else:
         from .webapp import run
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run(cfg))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -165,11 +165,13 @@ def load(role: str, env: Mapping[str, str] | None = None) -> NodeConfig:
     }.get(role) or socket.gethostname()
     name = env.get("WA_NODE_NAME") or hostname
     if not _NAME.match(name):
-        raise ConfigError("WA_NODE_NAME", f"must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
+        raise ConfigError("WA_NODE_NAME",
+                          f"must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
     ports = env.get("COREAPP_EXTERNAL_PORTS", "6250-6253")
     m = re.match(r"^(\d+)-(\d+)$", ports)
     if not m or int(m.group(2)) - int(m.group(1)) != 3:
-        raise ConfigError("COREAPP_EXTERNAL_PORTS", f"must be a range of 4 ports like 6250-6253, got {ports!r}")
+        raise ConfigError("COREAPP_EXTERNAL_PORTS",
+                          f"must be a range of 4 ports like 6250-6253, got {ports!r}")
     internal_port = _int(env, "WA_INTERNAL_PORT", 6250, 1, 65535)
     heartbeat_port = _int(env, "WA_HEARTBEAT_PORT", 6253, 1, 65535)
     advertise = _hostport("WA_ADVERTISE_ADDRESS",
@@ -191,7 +193,8 @@ def load(role: str, env: Mapping[str, str] | None = None) -> NodeConfig:
     hb = _int(env, "WA_HEARTBEAT_INTERVAL", 5, 1, 600)
     uh = _int(env, "WA_UNHEALTHY_INTERVAL", 30, 1, 3600)
     if uh < 2 * hb:
-        raise ConfigError("WA_UNHEALTHY_INTERVAL", f"must be at least 2 × WA_HEARTBEAT_INTERVAL ({2 * hb}), got {uh}")
+        raise ConfigError("WA_UNHEALTHY_INTERVAL",
+                          f"must be at least 2 × WA_HEARTBEAT_INTERVAL ({2 * hb}), got {uh}")
     phone = env.get("WA_PHONE_NUMBER", "15550000001")
     if not phone.isdigit() or not 6 <= len(phone) <= 15:
         raise ConfigError("WA_PHONE_NUMBER", f"must be 6-15 digits, got {phone!r}")
@@ -209,7 +212,8 @@ def load(role: str, env: Mapping[str, str] | None = None) -> NodeConfig:
     return NodeConfig(
         role=role, name=name, db=db, advertise_address=advertise, heartbeat_address=hb_addr,
         routes=parse_routes(env.get("WA_ROUTES", "")),
-        gateway_address=_hostport("WA_GATEWAY_ADDRESS", env.get("WA_GATEWAY_ADDRESS", "gateway:5222")),
+        gateway_address=_hostport("WA_GATEWAY_ADDRESS",
+                                  env.get("WA_GATEWAY_ADDRESS", "gateway:5222")),
         gateway_ping_timeout=_float(env, "WA_GATEWAY_PING_TIMEOUT", 10.0, 0.2, 600.0),
         media_path=env.get("WA_MEDIA_PATH", "/usr/local/wamedia"),
         media_timeout=_float(env, "WA_MEDIA_TIMEOUT", 3.0, 0.1, 120.0),

@@ -108,7 +108,7 @@ class Coreapp:
             conn = await GatewayConnection.open(
                 host, int(port), phone=self.cfg.phone_number, shard=a.shard,
                 node=self.cfg.name, epoch=a.epoch, timeout=2.0)
-        except (GatewayError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, GatewayError, OSError) as e:
             log.warning("gateway connect failed: %s", e)
             self.execute(self.own.gateway_down(self.clock.monotonic(), f"connect failed: {e}"))
             return
@@ -141,7 +141,7 @@ class Coreapp:
             return
         try:
             await conn.ping(timeout=max(0.2, self.cfg.gateway_ping_timeout / 2))
-        except (GatewayError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, GatewayError, OSError) as e:
             log.warning("gateway ping failed: %s", e)
             await self._close()
 
@@ -211,7 +211,7 @@ class Coreapp:
                             f"or gateway not connected ({self.own.gateway_status()})")
         try:
             await conn.send(msg_id, to, text, timeout=2.0)
-        except (GatewayError, asyncio.TimeoutError, OSError) as e:
+        except (TimeoutError, GatewayError, OSError) as e:
             # the message may have left before the failure: "unknown", never "not sent"
             return envelope(504, 1014, "Internal error", f"gateway send failed: {e}")
         self.sent += 1

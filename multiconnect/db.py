@@ -8,6 +8,7 @@ never act on stale authority.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -96,10 +97,8 @@ class Database:
                     return result
                 except BaseException:
                     if transaction:
-                        try:
+                        with contextlib.suppress(Exception):
                             conn.rollback()
-                        except Exception:
-                            pass
                     raise
             except (NotPrimary, ValueError):
                 raise
@@ -109,10 +108,8 @@ class Database:
 
     def close_unlocked(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._conn.close()
-            except Exception:
-                pass
             self._conn = None
 
     def close(self) -> None:

@@ -133,7 +133,7 @@ class Master:
                                         timeout=timeout) as r:
                 if r.status == 200:
                     self.tracker.answered(name, sent)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             pass
         finally:
             if not check:

@@ -132,7 +132,8 @@ def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, wo
             nemesis.heal(f)
             settle(cluster, history)
     judge(history.events(), [
-        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK), partial(downtime, bound=bound),
+        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
+        partial(downtime, bound=bound),
         single_connected, no_lost_acks,
     ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
         title=f"latency {delay_ms} ms > unhealthy_interval", extra_figures={

@@ -64,8 +64,9 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
     assert took is None or took >= new_u - new_h, (
         f"CHECK FAILED: promotion after {took:.2f}s, sooner than the new unhealthy_interval "
         f"{new_u}s allows: the old setting is still in use")
-    judge(history.events(), [partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK), single_connected,
-                             no_lost_acks],
+    judge(history.events(), [
+        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
+        single_connected, no_lost_acks],
           artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
           title=f"failover after settings change (h={new_h}, u={new_u})")
 

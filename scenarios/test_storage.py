@@ -104,7 +104,8 @@ def test_media_uploaded_before_coreapp_failover_is_readable_after(cluster, histo
     wait_ready(cluster, 20)
     for mid, b in zip(ids, blobs, strict=True):
         r = api.get_media(mid, timeout=5)
-        assert r.status_code == 200, f"CHECK FAILED: media {mid} unreadable after failover: {r.text}"
+        assert r.status_code == 200, (
+            f"CHECK FAILED: media {mid} unreadable after failover: {r.text}")
         assert hashlib.sha256(r.content).hexdigest() == hashlib.sha256(b).hexdigest(), (
             f"CHECK FAILED: media {mid} changed across the failover")
     judge(history.events(), [media, single_connected, no_lost_acks],

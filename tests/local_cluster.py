@@ -86,7 +86,8 @@ class LocalMariaDB:
 
     def _answers(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError("mariadbd exited: " + (self.root / "mariadb.log").read_text()[-2000:])
+            log = (self.root / "mariadb.log").read_text()[-2000:]
+            raise RuntimeError("mariadbd exited: " + log)
         pymysql.connect(host="127.0.0.1", port=self.port, user="root", password="",
                         connect_timeout=1).close()
         return True

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from local_cluster import LocalCluster, local_mariadb, mariadb_binaries, wait_until
+
 from multiconnect.sharding import recipients_for_shard
 
 pytestmark = [

@@ -34,7 +34,8 @@ CHECKERS = {
 }
 
 __all__ = [
-    "CHECKERS", "Checker", "availability", "recovery", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
+    "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
+    "availability", "recovery",
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
     "no_duplicates", "no_lost_acks", "no_promotion", "outages", "pair_ops", "prepare",
     "primary_masters", "promotion", "single_connected",

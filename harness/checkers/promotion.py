@@ -144,10 +144,9 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
     p_gw = dur(gw.start.time - fw.start) if gw else None
     p_hl = dur(hl[0].time - fw.start) if hl else None
     used = [p for src, p in (("gateway", p_gw), ("health", p_hl)) if src in srcs]
-    if "gateway" in srcs:
-        promo = p_gw
-    else:
-        promo = max(used) if used and None not in used else None  # type: ignore[type-var]
+    # the gateway's own stamp is authoritative when it is a source
+    promo = p_gw if "gateway" in srcs else (
+        max(used) if used and None not in used else None)  # type: ignore[type-var]
     figures: dict[str, Figure] = {
         "fault": fw.id, "fault_kind": fw.kind, "fault_start": fw.start, "shard": ctx.shard,
         "old_primary": ctx.old,

@@ -1,0 +1,25 @@
+"""Deterministic simulator of the reference cluster (FoundationDB / VOPR style).
+
+One seeded ``random.Random``, a virtual clock and an event heap drive the real decision
+cores (:mod:`multiconnect.core`) inside simulated shells that mirror ``master.py`` and
+``coreapp.py``, against models of the database transactions, the network (toxiproxy-like
+links), the gateway stand-in and a message workload, under seeded fault schedules; invariants
+are checked as it runs. See docs/simulator.md and ``python -m multiconnect.sim --help``.
+"""
+
+from .cluster import BREAKS, FAULT_KINDS, TIMINGS, SimConfig, Timing
+from .invariants import Violation
+from .runner import (
+    Result,
+    failover_bound,
+    recovery_bound,
+    replay_command,
+    run_many,
+    run_schedule,
+    shrink,
+)
+
+__all__ = [
+    "BREAKS", "FAULT_KINDS", "TIMINGS", "Result", "SimConfig", "Timing", "Violation",
+    "failover_bound", "recovery_bound", "replay_command", "run_many", "run_schedule", "shrink",
+]

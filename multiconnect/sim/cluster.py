@@ -1,0 +1,173 @@
+"""Configuration and assembly of one simulated cluster.
+
+Endpoints: ``master-N``, ``coreapp-N``, ``webapp-N``, ``db``, ``gateway``. Links (who opens
+connections to whom, as in the harness): ``*->db``, ``master-i->coreapp-j`` (heartbeats),
+``coreapp-j->gateway``, ``webapp-k->coreapp-j``. Clock drift per node is drawn uniformly
+from ``±drift`` (fencing.md A1 when ≤ 1 %).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..settings import Settings
+from .coreapp import CoreappProc
+from .db import SimDatabase
+from .gateway import SimGateway
+from .invariants import Checker
+from .master import MasterProc
+from .net import Net
+from .nodes import DbServer, SimHost
+from .webapp import WebappProc
+from .world import World
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The harness's timing presets (harness/spec.py)."""
+
+    heartbeat_interval: int = 5
+    unhealthy_interval: int = 30
+    db_monitor_scale: float = 1.0
+    lease_ttl: float = 10.0
+    gateway_ping_timeout: float = 10.0
+
+    @property
+    def liveness_interval(self) -> float:
+        return 60.0 * self.db_monitor_scale
+
+    @property
+    def stale_after(self) -> float:
+        return 120.0 * self.db_monitor_scale
+
+    @property
+    def ownership_ttl(self) -> float:
+        return 2.0 * self.heartbeat_interval
+
+
+TIMINGS = {
+    "documented": Timing(),
+    "ci": Timing(heartbeat_interval=1, unhealthy_interval=3, db_monitor_scale=0.05,
+                 lease_ttl=3.0, gateway_ping_timeout=1.0),
+}
+
+FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
+               "db-outage", "db-slow", "clock-skew")
+BREAKS = ("never-self-fence", "promote-on-primary-miss")
+NET_MODELS = ("toxiproxy", "tcp")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    seed: int = 0
+    minutes: float = 10.0
+    masters: int = 2
+    coreapps: int = 3
+    shards: int = 2
+    webapps: int = 1
+    timing_name: str = "documented"
+    faults: tuple[str, ...] = FAULT_KINDS
+    fault_rate: float = 4.0          # faults started per simulated minute
+    drift: float = 0.01              # clock rates within 1 ± drift
+    a3_cap: float = 0.25             # max extra one-way delay on coreapp->gateway links
+    send_rate: float = 0.5           # messages per second per webapp
+    breaks: str = ""
+    net: str = "toxiproxy"           # link semantics: "toxiproxy" or "tcp" (see net.py)
+    only_faults: tuple[int, ...] | None = None
+    failover: bool = True
+
+    @property
+    def timing(self) -> Timing:
+        return TIMINGS[self.timing_name]
+
+    def validate(self) -> SimConfig:
+        if self.masters < 1 or self.coreapps < 1 or self.webapps < 0:
+            raise ValueError("need at least 1 master and 1 coreapp")
+        if self.shards not in (1, 2, 4, 8, 16, 32):
+            raise ValueError("shards must be one of 1, 2, 4, 8, 16, 32")
+        if self.timing_name not in TIMINGS:
+            raise ValueError(f"timing must be one of {', '.join(TIMINGS)}")
+        bad = [f for f in self.faults if f not in FAULT_KINDS]
+        if bad:
+            raise ValueError(f"unknown fault kind {bad[0]!r}; known: {', '.join(FAULT_KINDS)}")
+        if self.breaks and self.breaks not in BREAKS:
+            raise ValueError(f"break must be one of {', '.join(BREAKS)}")
+        if self.net not in NET_MODELS:
+            raise ValueError(f"net must be one of {', '.join(NET_MODELS)}")
+        if not 0 <= self.drift < 1:
+            raise ValueError("drift must be in [0, 1)")
+        if self.minutes <= 0 or self.send_rate <= 0 or self.fault_rate < 0:
+            raise ValueError("minutes and send rate must be > 0, fault rate >= 0")
+        return self
+
+
+class Cluster:
+    """The world with every endpoint, link, the database model and the checker."""
+
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        t = cfg.timing
+        self.world = w = World(cfg.seed)
+        self.net = net = Net(w, cfg.net)
+        self.db = SimDatabase(w, cfg.shards, Settings(t.heartbeat_interval,
+                                                      t.unhealthy_interval), t.stale_after)
+        self.db_server = DbServer(w, net, self.db)
+        self.gateway = SimGateway(w, net, t.gateway_ping_timeout)
+        self.check = Checker(self)
+        self.db.on_promote = self.check.on_promote
+        self.gateway.on_conflict = self.check.on_conflict
+        self.gateway.on_connect = self._on_gateway_connect
+        rng = w.rng
+        self.hosts: dict[str, SimHost] = {}
+        self.masters: list[SimHost] = []
+        self.coreapps: list[SimHost] = []
+        self.webapps: list[SimHost] = []
+        for role, count, group, factory in (
+                ("master", cfg.masters, self.masters, MasterProc),
+                ("coreapp", cfg.coreapps, self.coreapps, CoreappProc),
+                ("webapp", cfg.webapps, self.webapps, WebappProc)):
+            for i in range(1, count + 1):
+                drift = cfg.drift * (2.0 * rng.random() - 1.0)
+                host = SimHost(w, net, f"{role}-{i}", role, drift,
+                               lambda h, f=factory: f(h, self))
+                self.hosts[host.name] = host
+                group.append(host)
+        self.gw_links = {}
+        for h in self.hosts.values():
+            net.add_link(h.name, "db")
+        for c in self.coreapps:
+            self.gw_links[c.name] = net.add_link(c.name, "gateway", extra_cap=cfg.a3_cap)
+            for m in self.masters:
+                net.add_link(m.name, c.name)
+            for wa in self.webapps:
+                net.add_link(wa.name, c.name)
+        self.sending = True
+        self._msg = 0
+        self.watchers: list = []
+
+    def new_message_id(self) -> str:
+        self._msg += 1
+        return f"m{self._msg}"
+
+    def boot_all(self) -> None:
+        """Start every node within the first second, in a seeded order."""
+        w = self.world
+        for host in self.hosts.values():
+            w.at(w.rng.random(), _boot, host)
+
+    def promoted(self, shard: int, old: str | None, new: str) -> None:
+        for watcher in self.watchers:
+            watcher.on_promoted(shard, old, new)
+
+    def _on_gateway_connect(self, c) -> None:
+        for watcher in self.watchers:
+            watcher.on_connected(c)
+
+    def owner_proc(self, shard: int):
+        owner = self.db.owner(shard)
+        host = self.hosts.get(owner) if owner else None
+        return host.proc if host is not None and host.alive else None
+
+
+def _boot(host: SimHost) -> None:
+    host.boot()

@@ -1,0 +1,235 @@
+"""The simulated world: virtual time, one seeded RNG, an event heap, cooperative tasks.
+
+Model. Time is a float of virtual seconds; nothing here reads a real clock. Events are
+``(time, seq, node, incarnation, fn, arg)`` in a heap; ``seq`` breaks ties in scheduling
+order, so one seed fixes the whole run. An event bound to a node is dropped once the node has
+crashed (its incarnation changed) and is queued while the node is paused; resuming replays the
+queue in order at the resume instant (timers fire late, replies were waiting in the socket).
+
+Shell code runs as generator tasks (asyncio coroutines rewritten as generators):
+``yield (SLEEP, local_seconds)`` or ``yield (AWAIT, fut, local_timeout_or_None[, REPLY])``.
+``REPLY`` marks an await whose answer is certain to come long before the timeout unless a
+fault starts first (the caller checked that the path is fault-free): its timer is only armed
+— at its original deadline — when a fault starts before the answer came (``arm_timers``).
+This is an optimisation only (such timers would fire after their answer); outcomes are the
+same. A node's
+monotonic clock runs at its own rate ``1 + drift``, so local durations are divided by the
+rate to get virtual ones. ``soon`` callbacks (asyncio's ``call_soon``) run right after the
+current event, before any other event.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Callable, Generator
+from heapq import heappop, heappush
+from typing import Any
+
+SLEEP = 0
+AWAIT = 1
+REPLY = True
+
+Command = tuple
+TaskGen = Generator[Command, Any, Any]
+
+
+class SimTimeout(Exception):
+    """An await with a timeout ran out (asyncio.TimeoutError in the real shells)."""
+
+
+class Fut:
+    """A one-shot result that at most one task awaits."""
+
+    __slots__ = ("done", "value", "exc", "task", "gkey")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: Any = None
+        self.exc: BaseException | None = None
+        self.task: Task | None = None
+        self.gkey = 0
+
+
+class Task:
+    __slots__ = ("gen", "node", "inc", "name")
+
+    def __init__(self, gen: TaskGen, node: Endpoint, name: str) -> None:
+        self.gen = gen
+        self.node = node
+        self.inc = node.inc
+        self.name = name
+
+
+class Endpoint:
+    """Anything that receives events: a node process, the database, the gateway.
+
+    ``rate`` is its monotonic clock rate relative to virtual time; ``mono()`` its monotonic
+    clock; ``wall()`` its wall clock (offset by clock-skew faults; the cores never read it).
+    """
+
+    def __init__(self, world: World, name: str, drift: float = 0.0) -> None:
+        self.world = world
+        self.name = name
+        self.rate = 1.0 + drift
+        self.t0 = world.now
+        self.mono0 = 1000.0 + 997.0 * world.rng.random()
+        self.wall_offset = 0.0
+        self.inc = 0
+        self.alive = True
+        self.paused = False
+        self.backlog: list[tuple[Callable[[Any], None], Any]] = []
+
+    def mono(self) -> float:
+        return self.mono0 + (self.world.now - self.t0) * self.rate
+
+    def wall(self) -> float:
+        return 1_790_000_000.0 + self.world.now + self.wall_offset
+
+    def virtual_at(self, local: float) -> float:
+        """The virtual time at which this clock shows ``local``."""
+        return self.t0 + (local - self.mono0) / self.rate
+
+
+class World:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now = 0.0
+        self.events = 0
+        self._heap: list[tuple] = []
+        self._seq = 0
+        self._soon: deque[tuple] = deque()
+        self.stopped = False
+        self.trace: list[tuple] = []
+        self._unguarded: dict[int, tuple[Fut, Endpoint, int, float]] = {}
+
+    # -- scheduling ----------------------------------------------------------------------
+    def at(self, t: float, fn: Callable[[Any], None], arg: Any = None) -> None:
+        """A world event (not bound to any node)."""
+        self._seq += 1
+        heappush(self._heap, (t, self._seq, None, 0, fn, arg))
+
+    def at_node(self, t: float, node: Endpoint, inc: int, fn: Callable[[Any], None],
+                arg: Any = None) -> None:
+        """An event for ``node`` as it was in incarnation ``inc``."""
+        self._seq += 1
+        heappush(self._heap, (t, self._seq, node, inc, fn, arg))
+
+    def soon(self, fn: Callable[..., None], *args: Any) -> None:
+        self._soon.append((fn, args))
+
+    def note(self, who: str, fmt: str, *args: Any) -> None:
+        """Append a trace line (formatted only when printed)."""
+        self.trace.append((self.now, who, fmt, args))
+
+    # -- tasks ---------------------------------------------------------------------------
+    def spawn(self, node: Endpoint, gen: TaskGen, name: str = "") -> Task:
+        task = Task(gen, node, name)
+        self._soon.append((self._step, (task, None, None)))
+        return task
+
+    def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
+        node = task.node
+        if node.inc != task.inc or not node.alive:
+            return
+        try:
+            cmd = task.gen.send(value) if exc is None else task.gen.throw(exc)
+        except StopIteration:
+            return
+        if cmd[0] == SLEEP:
+            self._seq += 1
+            heappush(self._heap, (self.now + max(cmd[1], 0.0) / node.rate, self._seq, node,
+                                  task.inc, self._wake_sleep, task))
+            return
+        fut: Fut = cmd[1]
+        if fut.done:
+            self._soon.append((self._step, (task, fut.value, fut.exc)))
+            return
+        fut.task = task
+        timeout = cmd[2]
+        if timeout is not None:
+            self._seq += 1
+            deadline = self.now + timeout / node.rate
+            if len(cmd) > 3 and cmd[3]:
+                fut.gkey = self._seq
+                self._unguarded[self._seq] = (fut, node, task.inc, deadline)
+            else:
+                heappush(self._heap, (deadline, self._seq, node, task.inc, self._fut_timeout,
+                                      fut))
+
+    def arm_timers(self) -> None:
+        """A fault starts: give every await that relied on a fault-free path its timer."""
+        for key, (fut, node, inc, deadline) in self._unguarded.items():
+            fut.gkey = 0
+            if not fut.done:
+                heappush(self._heap, (max(deadline, self.now), key, node, inc,
+                                      self._fut_timeout, fut))
+        self._unguarded.clear()
+
+    def _wake_sleep(self, task: Task) -> None:
+        self._step(task, None, None)
+
+    def _fut_timeout(self, fut: Fut) -> None:
+        if not fut.done:
+            self.fail(fut, SimTimeout())
+
+    def resolve(self, fut: Fut, value: Any = None) -> None:
+        if fut.done:
+            return
+        fut.done = True
+        fut.value = value
+        if fut.gkey:
+            del self._unguarded[fut.gkey]
+        if fut.task is not None:
+            self._soon.append((self._step, (fut.task, value, None)))
+
+    def fail(self, fut: Fut, exc: BaseException) -> None:
+        if fut.done:
+            return
+        fut.done = True
+        fut.exc = exc
+        if fut.gkey:
+            del self._unguarded[fut.gkey]
+        if fut.task is not None:
+            self._soon.append((self._step, (fut.task, None, exc)))
+
+    # -- node lifecycle --------------------------------------------------------------------
+    def pause(self, node: Endpoint) -> None:
+        node.paused = True
+
+    def resume(self, node: Endpoint) -> None:
+        node.paused = False
+        backlog, node.backlog = node.backlog, []
+        for fn, arg in backlog:
+            self.at_node(self.now, node, node.inc, fn, arg)
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self, until: float, after_event: Callable[[], None] | None = None) -> None:
+        """Process events up to virtual time ``until`` (or until ``stopped``)."""
+        heap = self._heap
+        soon = self._soon
+        n = 0
+        while heap and not self.stopped:
+            ev = heap[0]
+            if ev[0] > until:
+                break
+            heappop(heap)
+            node = ev[2]
+            self.now = ev[0]
+            if node is not None:
+                if node.inc != ev[3] or not node.alive:
+                    continue
+                if node.paused:
+                    node.backlog.append((ev[4], ev[5]))
+                    continue
+            n += 1
+            ev[4](ev[5])
+            while soon:
+                fn, args = soon.popleft()
+                fn(*args)
+            if after_event is not None:
+                after_event()
+        self.events += n
+        if not self.stopped and self.now < until:
+            self.now = until

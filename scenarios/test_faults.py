@@ -375,3 +375,31 @@ def test_control_cut_ingress_downtime(cluster, nemesis, history, record_figures,
     assert no_lost_acks(events).valid
     assert any(e.f == "health" and e.type == "ok" for e in events)
     assert any(e.f == "shard-map" and e.type == "ok" for e in events)
+
+
+# -- a seeded random schedule ----------------------------------------------------------------
+
+def test_random_schedule_runs_and_heals_everything(cluster, nemesis, history):
+    from harness.checkers import fault_windows
+    from harness.nemesis.schedule import random_schedule, run_schedule
+
+    kinds = ("cut", "blackhole", "latency", "oneway", "pause", "isolate", "clock-skew")
+    steps = random_schedule(7, 25, kinds, cluster.spec, max_overlap=2, min_fault=2,
+                            max_fault=6, max_gap=4)
+    assert len(steps) >= 3
+    outcomes = run_schedule(nemesis, steps, max_time=40)
+    events = history.events()
+    (sched,) = [e for e in events if e.f == "schedule"]
+    assert sched.value["seed"] == 7 and sched.value["steps"] == steps.to_dicts()
+    started = [o for o in outcomes if o.started]
+    assert started and all(o.healed for o in outcomes if o.started)
+    windows = fault_windows(events)
+    assert len(windows) == len(started) and all(w.heal is not None for w in windows)
+    assert not any("error" in e.value for e in events if e.f == "heal")
+    # nothing left behind: proxies enabled without toxics, containers running, clocks true
+    proxies = cluster.toxiproxy.proxies()
+    assert all(p["enabled"] and not p["toxics"] for p in proxies.values())
+    for name in cluster.spec.all_nodes:
+        assert status(cluster, name) == "running"
+        assert cluster.exec(name, ["cat", "/run/faketime/offset"])[1].strip() == "+0"
+    wait_for(cluster.ready_state, timeout=60, what="cluster ready after the schedule")

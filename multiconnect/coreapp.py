@@ -18,7 +18,7 @@ from . import db as dbq
 from . import schema
 from .clock import Clock, SystemClock
 from .config import NodeConfig
-from .core.ownership import Action, Close, Confirm, Connect, OwnershipCore, Ping
+from .core.ownership import Action, Close, Confirm, Connect, Gateway, OwnershipCore, Ping
 from .db import Database, DatabaseError
 from .gateway_client import GatewayConnection, GatewayError
 from .settings import Settings
@@ -41,6 +41,8 @@ class Coreapp:
         self.own = self._new_core()
         self.db_own, self.db_misc = Database(cfg.db), Database(cfg.db)
         self.conn: GatewayConnection | None = None
+        self.connect_in_flight = False
+        self.connect_in_flight = False
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
@@ -103,17 +105,27 @@ class Coreapp:
                      f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
 
     async def _connect(self, a: Connect) -> None:
+        """Open the gateway connection. A Close that arrives meanwhile is applied when the
+        open completes (the connection is closed at once); until then the core stays in
+        CLOSING, so it never starts a second connect while one is in flight."""
         host, port = self.cfg.gateway_address.rsplit(":", 1)
+        self.connect_in_flight = True
         try:
             conn = await GatewayConnection.open(
                 host, int(port), phone=self.cfg.phone_number, shard=a.shard,
                 node=self.cfg.name, epoch=a.epoch, timeout=2.0)
         except (TimeoutError, GatewayError, OSError) as e:
+            self.connect_in_flight = False
             log.warning("gateway connect failed: %s", e)
             self.execute(self.own.gateway_down(self.clock.monotonic(), f"connect failed: {e}"))
             return
+        self.connect_in_flight = False
         self.conn = conn
         conn.on_closed = lambda c=conn: self._on_closed(c)
+        if self.own.gateway is Gateway.CLOSING:
+            log.info("closing the gateway connection opened meanwhile (conn %s)", conn.conn_id)
+            await self._close()
+            return
         log.info("connected to gateway for shard %d (epoch %d, conn %s)", a.shard, a.epoch,
                  conn.conn_id)
         self.execute(self.own.gateway_up(self.clock.monotonic(), a.epoch))
@@ -128,6 +140,8 @@ class Coreapp:
     async def _close(self) -> None:
         conn = self.conn
         if conn is None:
+            if self.connect_in_flight:
+                return  # _connect closes what it opens and then reports the gateway down
             self.execute(self.own.gateway_down(self.clock.monotonic(), "closed"))
             return
         with contextlib.suppress(Exception):

@@ -33,8 +33,10 @@ START = 1000.0
 
 
 def make_core(**kw) -> OwnershipCore:
+    """Boundary tests use rate_safety 1 so deadlines are exact sums; the default (0.9, the
+    clock-rate allowance) has its own test below."""
     params = {"node": "coreapp-1", "ttl": TTL, "confirm_period": CONFIRM,
-              "ping_period": PING, "connect_backoff": BACKOFF}
+              "ping_period": PING, "connect_backoff": BACKOFF, "rate_safety": 1.0}
     params.update(kw)
     return OwnershipCore(**params)
 
@@ -610,3 +612,14 @@ def test_random_walk_keeps_the_safety_invariants(seed):
         if not core.valid(t):
             assert core.gateway not in (Gateway.UP, Gateway.CONNECTING)
     assert stats["connect"] > 0 and stats["ping"] > 0 and stats["sends"] > 0
+
+
+def test_default_rate_safety_keeps_the_local_deadline_inside_the_rows_validity():
+    """fencing.md A1: clocks may run 10 % apart, so by default a confirmation lets the
+    coreapp act for 0.9 × TTL of its own clock, never the full TTL the database records."""
+    core = OwnershipCore(node="coreapp-1", ttl=10.0, confirm_period=2.5, ping_period=2.0)
+    assert core.rate_safety == 0.9
+    core.tick(1000.0)
+    core.confirmed(1000.0, 1000.1, OwnedRow(0, 1, False))
+    assert core.valid_until == pytest.approx(1009.0)
+    assert core.valid(1008.999) and not core.valid(1009.0)

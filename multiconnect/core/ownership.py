@@ -4,7 +4,8 @@ Model: the shard map row ``(shard, hostname, epoch, valid_until, fence_until)`` 
 a shard. The coreapp confirms ownership every ``confirm_period`` with a transaction that, if
 the row is still ours and not fenced, sets ``valid_until = db_now + ttl``. Locally it may act
 (keep its gateway connection, ping, send) until ``sent_at + ttl`` on its monotonic clock,
-which ends no later than the row's ``valid_until``. When that passes without a fresh
+times ``rate_safety`` (0.9), which ends no later than the row's ``valid_until`` even if this
+node's clock runs 10 % slow against the database's. When that passes without a fresh
 confirmation, or a confirmation shows the row is no longer ours, it closes its gateway
 connection itself (self-fencing) and sends nothing until a new confirmation. A new owner
 connects only after a confirmation at database time ≥ ``fence_until``, which promotion sets to
@@ -66,6 +67,7 @@ class OwnershipCore:
     ttl: float
     confirm_period: float
     ping_period: float
+    rate_safety: float = 0.9  # clock rates may differ by 10 % (fencing.md, A1)
     shard: int | None = None
     epoch: int | None = None
     valid_until: float = -math.inf
@@ -154,7 +156,7 @@ class OwnershipCore:
             self.valid_until = -math.inf
         if not row.fenced:
             # the TTL the database recorded; a TTL changed meanwhile can only shorten it
-            self.valid_until = sent_at + min(self.confirm_ttl, self.ttl)
+            self.valid_until = sent_at + self.rate_safety * min(self.confirm_ttl, self.ttl)
         return actions + self.tick(now)
 
     def confirm_failed(self, now: float) -> list[Action]:

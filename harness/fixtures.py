@@ -17,6 +17,7 @@ import pytest
 
 @pytest.fixture
 def nemesis(cluster: Any, history: Any) -> Iterator[Any]:
+    """A Nemesis on ``cluster`` recording into ``history``; heals everything in teardown."""
     from harness.nemesis import Nemesis
 
     n = Nemesis(cluster, history)
@@ -28,6 +29,7 @@ def nemesis(cluster: Any, history: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def workload(cluster: Any, history: Any) -> Iterator[Any]:
+    """A Workload (20 msg/s, 1 media round trip/s, observers); stopped in teardown."""
     from harness.workload import Workload
 
     w = Workload(cluster, history)

@@ -48,7 +48,7 @@ class Timing:
 TIMINGS = {
     "documented": Timing(),
     "ci": Timing(heartbeat_interval=1, unhealthy_interval=3, db_monitor_scale=0.05,
-                 lease_ttl=3.0, gateway_ping_timeout=1.0),
+                 lease_ttl=5.0, gateway_ping_timeout=2.0),
 }
 
 FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",

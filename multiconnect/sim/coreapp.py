@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from .. import schema
-from ..core.ownership import Action, Close, Confirm, Connect, OwnershipCore, Ping
+from ..core.ownership import Action, Close, Confirm, Connect, Gateway, OwnershipCore, Ping
 from ..db import DatabaseError
 from ..gateway_client import GatewayError, GatewayTimeout
 from ..settings import Settings
@@ -170,6 +170,7 @@ class CoreappProc(Proc):
         self.db_own = DbClient(self, link, cl.db_server)
         self.db_misc = DbClient(self, link, cl.db_server)
         self.conn: GwClient | None = None
+        self.connect_in_flight = False
         self.wake_fut: Fut | None = None
         self.heartbeats: dict[str, float] = {}
         self.sent = 0
@@ -210,7 +211,7 @@ class CoreappProc(Proc):
     def execute(self, actions: list[Action]) -> None:
         for a in actions:
             if isinstance(a, Confirm):
-                self.spawn(self._confirm(), "confirm")
+                self.spawn(self._confirm(a.ttl), "confirm")
             elif isinstance(a, Connect):
                 self.spawn(self._connect(a), "connect")
             elif isinstance(a, Close):
@@ -225,10 +226,10 @@ class CoreappProc(Proc):
         if actions:
             self.wake()
 
-    def _confirm(self) -> Generator[Any, Any, None]:
+    def _confirm(self, ttl: float) -> Generator[Any, Any, None]:
         sent = self.mono()
         try:
-            row = yield from self.db_own.call("confirm_ownership", self.name, self.own.ttl)
+            row = yield from self.db_own.call("confirm_ownership", self.name, ttl)
         except DatabaseError:
             self.execute(self.own.confirm_failed(self.mono()))
             return
@@ -239,13 +240,23 @@ class CoreappProc(Proc):
                             else f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
 
     def _connect(self, a: Connect) -> Generator[Any, Any, None]:
+        """A Close that arrives while the open is in flight is applied when it completes; until
+        then the core stays CLOSING, so no second connect starts meanwhile."""
+        self.connect_in_flight = True
         try:
             conn = yield from GwClient.open(self, a.shard, a.epoch, CONNECT_TIMEOUT)
         except GatewayError as e:
+            self.connect_in_flight = False
             self.execute(self.own.gateway_down(self.mono(), f"connect failed: {e}"))
             return
+        self.connect_in_flight = False
         self.conn = conn
         conn.on_closed = self._on_closed
+        if self.own.gateway is Gateway.CLOSING:
+            self.world.note(self.name, "closing the gateway connection opened meanwhile "
+                            "(conn %d)", conn.conn_id)
+            self._close()
+            return
         self.world.note(self.name, "connected to gateway for shard %d (epoch %d, conn %d)",
                         a.shard, a.epoch, conn.conn_id)
         self.execute(self.own.gateway_up(self.mono(), a.epoch))
@@ -259,6 +270,8 @@ class CoreappProc(Proc):
     def _close(self) -> None:
         conn = self.conn
         if conn is None:
+            if self.connect_in_flight:
+                return  # _connect closes what it opens and then reports the gateway down
             self.execute(self.own.gateway_down(self.mono(), "closed"))
             return
         conn.close()
@@ -276,16 +289,20 @@ class CoreappProc(Proc):
 
     # ------------------------------------------------------------------ background
     def liveness_loop(self) -> Generator[Any, Any, None]:
+        next_touch = self.mono()
         while True:
             try:
-                yield from self.db_misc.call("touch_node", self.name)
+                if self.mono() >= next_touch:
+                    yield from self.db_misc.call("touch_node", self.name)
+                    next_touch = self.mono() + self.liveness_interval
                 settings, version = yield from self.db_misc.call("read_settings")
                 if version != self.settings_version:
                     self._apply_settings(settings)
                     self.settings_version = version
             except DatabaseError:
                 pass
-            yield (SLEEP, min(self.liveness_interval, self.settings.heartbeat_interval))
+            yield (SLEEP, min(max(0.05, next_touch - self.mono()),
+                              self.settings.heartbeat_interval))
 
     def run(self) -> Generator[Any, Any, None]:
         want = schema.LATEST
@@ -335,7 +352,7 @@ class CoreappProc(Proc):
         try:
             yield from conn.send(msg_id, SEND_TIMEOUT)
         except GatewayError:
-            self.reply(ctx, (503, 1014))
+            self.reply(ctx, (504, 1014))  # may have left: "unknown", never "not sent"
             return
         self.sent += 1
         self.reply(ctx, (200, 0))

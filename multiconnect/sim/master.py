@@ -49,7 +49,7 @@ class MasterProc(Proc):
         self.db_lease = DbClient(self, link, cl.db_server)
         self.db_mon = DbClient(self, link, cl.db_server)
         self.coreapps: dict[str, Any] = {}
-        self.inflight: dict[str, None] = {}
+        self.inflight: dict[str, int] = {}
         self.was_primary = False
         self.break_primary_miss = cfg.breaks == "promote-on-primary-miss"
 
@@ -107,9 +107,10 @@ class MasterProc(Proc):
     def heartbeat_loop(self) -> Generator[Any, Any, None]:
         while True:
             period = self.settings.heartbeat_interval
+            cap = self.settings.unhealthy_interval // period + 1
             for name, row in list(self.coreapps.items()):
-                if name not in self.inflight:
-                    self.inflight[name] = None
+                if self.inflight.get(name, 0) < cap:
+                    self.inflight[name] = self.inflight.get(name, 0) + 1
                     self.spawn(self._heartbeat(name, row), f"heartbeat {name}")
             yield (SLEEP, period)
 
@@ -119,13 +120,14 @@ class MasterProc(Proc):
         link = self.cl.net.link(self.name, name)
         try:
             status = yield from self.http(target, link, "heartbeat", (self.name, check),
-                                          float(self.settings.heartbeat_interval))
+                                          float(self.settings.unhealthy_interval))
             if status == 200:
                 self.tracker.answered(name, sent)
         except (HttpError, SimTimeout):
             pass
         finally:
-            self.inflight.pop(name, None)
+            if not check:
+                self.inflight[name] = max(0, self.inflight.get(name, 1) - 1)
 
     # ------------------------------------------------------------------ monitor
     def monitor_loop(self) -> Generator[Any, Any, None]:

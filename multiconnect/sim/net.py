@@ -159,10 +159,13 @@ class Net:
         """Send ``msg`` (or EOF) from the client (``up``) or the server; False if dropped."""
         if conn.broken or not (conn.c_open if up else conn.s_open):
             return False
-        d = self.delay(conn.link, up, msg is EOF)
-        if d is None:
-            return False
         w = self.world
+        if conn.link.faulty:
+            d = self.delay(conn.link, up, msg is EOF)
+            if d is None:
+                return False
+        else:
+            d = BASE_MIN + BASE_SPAN * w.rng.random()
         t = w.now + d
         if up:
             if t < conn.last_up:

@@ -181,12 +181,10 @@ class Proc:
         self.world = host.world
         self.net = host.net
         self.name = host.name
+        self.mono = host.mono  # the host's monotonic clock
 
     def start(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
-
-    def mono(self) -> float:
-        return self.host.mono()
 
     def spawn(self, gen: Generator[Any, Any, Any], name: str = "") -> None:
         self.world.spawn(self.host, gen, name)

@@ -131,16 +131,20 @@ class World:
 
     def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
         node = task.node
-        if node.inc != task.inc or not node.alive:
+        inc = task.inc
+        if node.inc != inc or not node.alive:
             return
         try:
             cmd = task.gen.send(value) if exc is None else task.gen.throw(exc)
         except StopIteration:
             return
+        self._seq = seq = self._seq + 1
         if cmd[0] == SLEEP:
-            self._seq += 1
-            heappush(self._heap, (self.now + max(cmd[1], 0.0) / node.rate, self._seq, node,
-                                  task.inc, self._wake_sleep, task))
+            d = cmd[1]
+            if d < 0.0:
+                d = 0.0
+            heappush(self._heap, (self.now + d / node.rate, seq, node, inc, self._wake_sleep,
+                                  task))
             return
         fut: Fut = cmd[1]
         if fut.done:
@@ -149,14 +153,12 @@ class World:
         fut.task = task
         timeout = cmd[2]
         if timeout is not None:
-            self._seq += 1
             deadline = self.now + timeout / node.rate
             if len(cmd) > 3 and cmd[3]:
-                fut.gkey = self._seq
-                self._unguarded[self._seq] = (fut, node, task.inc, deadline)
+                fut.gkey = seq
+                self._unguarded[seq] = (fut, node, inc, deadline)
             else:
-                heappush(self._heap, (deadline, self._seq, node, task.inc, self._fut_timeout,
-                                      fut))
+                heappush(self._heap, (deadline, seq, node, inc, self._fut_timeout, fut))
 
     def arm_timers(self) -> None:
         """A fault starts: give every await that relied on a fault-free path its timer."""
@@ -209,14 +211,16 @@ class World:
         """Process events up to virtual time ``until`` (or until ``stopped``)."""
         heap = self._heap
         soon = self._soon
+        popleft = soon.popleft
         n = 0
         while heap and not self.stopped:
-            ev = heap[0]
-            if ev[0] > until:
+            ev = heappop(heap)
+            t = ev[0]
+            if t > until:
+                heappush(heap, ev)
                 break
-            heappop(heap)
             node = ev[2]
-            self.now = ev[0]
+            self.now = t
             if node is not None:
                 if node.inc != ev[3] or not node.alive:
                     continue
@@ -226,7 +230,7 @@ class World:
             n += 1
             ev[4](ev[5])
             while soon:
-                fn, args = soon.popleft()
+                fn, args = popleft()
                 fn(*args)
             if after_event is not None:
                 after_event()

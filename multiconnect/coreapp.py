@@ -92,8 +92,7 @@ class Coreapp:
     async def _confirm(self, ttl: float) -> None:
         sent = self.clock.monotonic()
         try:
-            row = await call(self.db_own, dbq.confirm_ownership, self.cfg.name, ttl,
-                             transaction=True)
+            row = await call(self.db_own, dbq.confirm_ownership, self.cfg.name, ttl)
         except DatabaseError as e:
             log.warning("ownership confirmation failed: %s", e)
             self.execute(self.own.confirm_failed(self.clock.monotonic()))

@@ -1,9 +1,14 @@
 """Database access (pymysql, blocking; shells call it through ``asyncio.to_thread``).
 
 Every statement that compares times uses the database clock (``NOW(6)`` in a UTC session).
-Every primary-only write runs in a transaction that first locks the lease row and checks that
-the caller still holds it under its epoch (``fenced``), so a paused or partitioned master can
-never act on stale authority.
+
+No multi-statement transactions: every decision that must be atomic is ONE autocommit
+statement whose WHERE clause carries the condition (the lease renewal names holder and epoch;
+a promotion joins the lease row and checks holder, epoch and expiry in the same UPDATE). A
+node paused or cut off in the middle of a transaction would otherwise keep its row locks for
+as long as it is frozen, and everybody else's lease renewals and promotions would queue
+behind it (the Docker pause scenario found exactly that). Sessions also set a short
+``innodb_lock_wait_timeout`` so a statement that does wait fails fast.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class Database:
         )
         with conn.cursor() as cur:
             cur.execute("SET time_zone = '+00:00'")
+            cur.execute("SET SESSION innodb_lock_wait_timeout = %s",
+                        (max(1, int(round(c.timeout))),))
             cur.execute(f"CREATE DATABASE IF NOT EXISTS `{c.name}`")
             cur.execute(f"USE `{c.name}`")
         return conn
@@ -133,9 +140,13 @@ def schema_version(cur) -> int:
     return int(row[0]) if row else 0
 
 
-def _lock_lease(cur, me: str, epoch: int) -> None:
-    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1 "
-                "FOR UPDATE")
+LEASE_HELD = ("l.id = 1 AND l.holder = %s AND l.epoch = %s AND l.expires_at > NOW(6)")
+
+
+def _check_lease(cur, me: str, epoch: int) -> None:
+    """Raise NotPrimary unless ``me`` holds the live lease under ``epoch`` (a plain read: for
+    idempotent administrative writes; promotions fence inside their own statement)."""
+    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1")
     holder, ep, live = cur.fetchone()
     if holder != me or int(ep) != epoch or not live:
         raise NotPrimary(f"lease is held by {holder} epoch {ep} (live={bool(live)})")
@@ -145,7 +156,7 @@ def upgrade_schema(cur, me: str, epoch: int, target: int, settings: Settings,
                    shards: int = 1) -> int:
     """Create or upgrade the schema (fenced DDL; MySQL commits DDL implicitly, so the fence
     is checked right before). Returns the version now in place."""
-    _lock_lease(cur, me, epoch)
+    _check_lease(cur, me, epoch)
     current = schema_version(cur)
     if current >= target:
         return current
@@ -181,22 +192,42 @@ def _write_shard_rows(cur, shards: int) -> None:
 # ---------------------------------------------------------------------------- lease
 def lease_attempt(cur, me: str, my_epoch: int | None, ttl: float) -> tuple[LeaseDecision,
                                                                          str | None, int]:
-    """Acquire or renew in one transaction; returns (decision, holder, epoch) after it."""
-    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1 "
-                "FOR UPDATE")
+    """Acquire or renew; returns (decision, holder, epoch) after it.
+
+    Each branch of :func:`multiconnect.core.lease.decide` is one conditional statement, so
+    the row is never locked across a round trip: RENEW only if the row still names us under
+    our epoch and is live; ACQUIRE only if it is free, expired, or ours under another epoch
+    (the new epoch comes back through ``LAST_INSERT_ID``); otherwise BUSY.
+    """
+    micros = int(ttl * 1_000_000)
+    if my_epoch is not None:
+        cur.execute("UPDATE master_lease SET expires_at = NOW(6) + INTERVAL %s MICROSECOND "
+                    "WHERE id = 1 AND holder = %s AND epoch = %s AND expires_at > NOW(6)",
+                    (micros, me, my_epoch))
+        if cur.rowcount == 1:
+            return LeaseDecision.RENEW, me, my_epoch
+    cur.execute("UPDATE master_lease SET epoch = LAST_INSERT_ID(epoch + 1), holder = %s, "
+                "expires_at = NOW(6) + INTERVAL %s MICROSECOND WHERE id = 1 AND "
+                "(holder IS NULL OR expires_at <= NOW(6) OR (holder = %s AND NOT epoch <=> %s))",
+                (me, micros, me, my_epoch))
+    if cur.rowcount == 1:
+        cur.execute("SELECT LAST_INSERT_ID()")
+        return LeaseDecision.ACQUIRE, me, int(cur.fetchone()[0])
+    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1")
     holder, epoch, live = cur.fetchone()
     row = LeaseRow(holder, int(epoch), bool(live))
-    d = decide(row, me, my_epoch)
-    micros = int(ttl * 1_000_000)
-    if d is LeaseDecision.BUSY:
-        return d, holder, row.epoch
-    if d is LeaseDecision.RENEW:
-        cur.execute("UPDATE master_lease SET expires_at = NOW(6) + INTERVAL %s MICROSECOND "
-                    "WHERE id = 1", (micros,))
-        return d, me, row.epoch
-    cur.execute("UPDATE master_lease SET holder = %s, epoch = epoch + 1, "
-                "expires_at = NOW(6) + INTERVAL %s MICROSECOND WHERE id = 1", (me, micros))
-    return d, me, row.epoch + 1
+    # the row changed between our statements (expired, or released): decide() says what it
+    # is now; anything but BUSY is retried at the next attempt
+    if decide(row, me, my_epoch) is LeaseDecision.BUSY:
+        return LeaseDecision.BUSY, holder, row.epoch
+    return LeaseDecision.BUSY, holder if live else None, row.epoch
+
+
+def release_lease(cur, me: str, epoch: int) -> bool:
+    """On a graceful stop: give the lease up so a secondary takes over at its next attempt."""
+    cur.execute("UPDATE master_lease SET holder = NULL, expires_at = NOW(6) "
+                "WHERE id = 1 AND holder = %s AND epoch = %s", (me, epoch))
+    return cur.rowcount == 1
 
 
 def lease_holder(cur) -> tuple[str | None, int, bool]:
@@ -256,47 +287,53 @@ def read_shard_map(cur) -> list[ShardRow]:
 
 def promote(cur, me: str, lease_epoch: int, shard: int, old: str | None, new: str,
             fence_extra: float) -> int:
-    """Fenced promotion: hand ``shard`` from ``old`` to ``new`` with a new epoch.
+    """Fenced promotion: hand ``shard`` from ``old`` to ``new`` with a new epoch, in ONE
+    statement that also checks that ``me`` still holds the live lease under ``lease_epoch``.
 
     ``fence_until`` = old ``valid_until`` + ``fence_extra`` (gateway keepalive + margin): the
     new owner may not connect before the old one has certainly lost its connection.
-    Returns the new epoch.
+    Returns the new epoch. Only the lease holder promotes, one promotion at a time, so the
+    epoch and "new owns no shard" read just before cannot be raced by another promoter.
     """
-    _lock_lease(cur, me, lease_epoch)
-    cur.execute("SELECT hostname, epoch FROM shard_map WHERE shard = %s FOR UPDATE", (shard,))
-    row = cur.fetchone()
-    if row is None or row[0] != old:
-        raise NotPrimary(f"shard {shard} changed under us (now {row and row[0]})")
     cur.execute("SELECT COUNT(*) FROM shard_map WHERE hostname = %s", (new,))
     if cur.fetchone()[0]:
         raise NotPrimary(f"{new} already owns a shard")
     cur.execute("SELECT COALESCE(MAX(epoch), 0) + 1 FROM shard_map")
     new_epoch = int(cur.fetchone()[0])
     cur.execute(
-        "UPDATE shard_map SET hostname = %s, epoch = %s, "
-        "fence_until = GREATEST(NOW(6), COALESCE(valid_until + INTERVAL %s MICROSECOND, "
-        "NOW(6))), valid_until = NULL, updated_at = NOW(6) "
-        "WHERE shard = %s", (new, new_epoch, int(fence_extra * 1e6), shard))
+        "UPDATE shard_map s JOIN master_lease l ON " + LEASE_HELD + " "
+        "SET s.hostname = %s, s.epoch = %s, s.confirm_token = NULL, "
+        "s.fence_until = GREATEST(NOW(6), COALESCE(s.valid_until + INTERVAL %s MICROSECOND, "
+        "NOW(6))), s.valid_until = NULL, s.updated_at = NOW(6) "
+        "WHERE s.shard = %s AND s.hostname <=> %s",
+        (me, lease_epoch, new, new_epoch, int(fence_extra * 1e6), shard, old))
+    if cur.rowcount != 1:
+        raise NotPrimary(f"promotion of {new} for shard {shard} refused: the lease is no "
+                         f"longer ours (epoch {lease_epoch}) or the shard changed")
     return new_epoch
 
 
 def confirm_ownership(cur, me: str, ttl: float) -> OwnedRow | None:
-    """A coreapp's confirmation (run as a transaction)."""
-    cur.execute("SELECT shard, epoch, COALESCE(fence_until > NOW(6), 0) FROM shard_map "
-                "WHERE hostname = %s FOR UPDATE", (me,))
+    """A coreapp's confirmation: one UPDATE extends ``valid_until`` of the row naming us (if
+    not fenced) and stamps it with a fresh token; the read that follows trusts the row as
+    confirmed only if it carries that token — so a row handed to us between the two
+    statements (``valid_until`` still NULL) is reported as not yet confirmed, never as valid.
+    """
+    token = os.urandom(8).hex()
+    cur.execute("UPDATE shard_map SET valid_until = NOW(6) + INTERVAL %s MICROSECOND, "
+                "confirm_token = %s WHERE hostname = %s "
+                "AND (fence_until IS NULL OR fence_until <= NOW(6))",
+                (int(ttl * 1e6), token, me))
+    cur.execute("SELECT shard, epoch, confirm_token FROM shard_map WHERE hostname = %s", (me,))
     rows = cur.fetchall()
     if not rows:
         return None
-    shard, epoch, fenced = int(rows[0][0]), int(rows[0][1]), bool(rows[0][2])
-    if not fenced:
-        cur.execute("UPDATE shard_map SET valid_until = NOW(6) + INTERVAL %s MICROSECOND "
-                    "WHERE shard = %s AND hostname = %s AND epoch = %s",
-                    (int(ttl * 1e6), shard, me, epoch))
-    return OwnedRow(shard, epoch, fenced)
+    shard, epoch, got = int(rows[0][0]), int(rows[0][1]), rows[0][2]
+    return OwnedRow(shard, epoch, fenced=got != token)
 
 
 def set_shard_count(cur, me: str, lease_epoch: int, shards: int) -> None:
-    _lock_lease(cur, me, lease_epoch)
+    _check_lease(cur, me, lease_epoch)
     _write_shard_rows(cur, shards)
     cur.execute("UPDATE settings SET value = %s WHERE name = 'shards'", (str(shards),))
 
@@ -316,9 +353,12 @@ def read_settings(cur) -> tuple[Settings, int]:
 
 
 def write_settings(cur, me: str, lease_epoch: int, settings: Settings) -> int:
-    _lock_lease(cur, me, lease_epoch)
-    cur.execute("UPDATE settings SET value = %s WHERE name = 'application'",
-                (json.dumps(settings.to_json()),))
+    cur.execute("UPDATE settings s JOIN master_lease l ON " + LEASE_HELD + " "
+                "SET s.value = %s WHERE s.name = 'application'",
+                (me, lease_epoch, json.dumps(settings.to_json())))
+    if cur.rowcount != 1:
+        raise NotPrimary(f"settings write refused: the lease is no longer ours "
+                         f"(epoch {lease_epoch})")
     cur.execute("UPDATE settings SET value = CAST(value AS UNSIGNED) + 1 "
                 "WHERE name = 'settings_version'")
     cur.execute("SELECT value FROM settings WHERE name = 'settings_version'")

@@ -79,7 +79,7 @@ class Master:
                 try:
                     decision, holder, epoch = await call(
                         self.db_lease, dbq.lease_attempt, self.cfg.name, my_epoch,
-                        self.cfg.lease_ttl, transaction=True)
+                        self.cfg.lease_ttl)
                 except DatabaseError as e:
                     self.lease.failed(self.clock.monotonic())
                     log.warning("lease attempt failed: %s", e)
@@ -197,7 +197,7 @@ class Master:
             if version < self.schema_target:
                 log.info("upgrading schema %d -> %d", version, self.schema_target)
             await call(self.db_mon, dbq.upgrade_schema, self.cfg.name, epoch,
-                       self.schema_target, self.settings, 1, transaction=True)
+                       self.schema_target, self.settings, 1)
             self.schema_ready = True
         await self._promote_if_needed(epoch)
 
@@ -220,7 +220,7 @@ class Master:
             if not self.lease.is_primary(self.clock.monotonic()):
                 return
             new_epoch = await call(self.db_mon, dbq.promote, self.cfg.name, epoch, p.shard,
-                                   p.old, p.new, fence_extra, transaction=True)
+                                   p.old, p.new, fence_extra)
             log.info("promoted %s for shard %d (epoch %d), replacing %s: %s",
                      p.new, p.shard, new_epoch, p.old, p.reason)
             for name in (p.new, p.old):
@@ -260,8 +260,7 @@ class Master:
         if epoch is None or not self.lease.is_primary(self.clock.monotonic()):
             return envelope(503, 1017, "Not Primary Master", f"{self.cfg.name} is secondary")
         try:
-            version = await call(self.db_api, dbq.write_settings, self.cfg.name, epoch, new,
-                                 transaction=True)
+            version = await call(self.db_api, dbq.write_settings, self.cfg.name, epoch, new)
         except NotPrimary as e:
             self.lease.lost()
             return envelope(503, 1017, "Not Primary Master", str(e))
@@ -286,8 +285,7 @@ class Master:
         if epoch is None or not self.lease.is_primary(self.clock.monotonic()):
             return envelope(503, 1017, "Not Primary Master", f"{self.cfg.name} is secondary")
         try:
-            await call(self.db_api, dbq.set_shard_count, self.cfg.name, epoch, shards,
-                       transaction=True)
+            await call(self.db_api, dbq.set_shard_count, self.cfg.name, epoch, shards)
         except NotPrimary as e:
             self.lease.lost()
             return envelope(503, 1017, "Not Primary Master", str(e))
@@ -320,6 +318,11 @@ class Master:
             log.info("stopping")
             for t in list(self.tasks) + loops:
                 t.cancel()
+            epoch = self.lease.epoch
+            if epoch is not None and self.lease.is_primary(self.clock.monotonic()):
+                with contextlib.suppress(DatabaseError):
+                    if await call(self.db_api, dbq.release_lease, self.cfg.name, epoch):
+                        log.info("released the master lease (epoch %d)", epoch)
             with contextlib.suppress(Exception):
                 await asyncio.gather(*loops, return_exceptions=True)
             await runner.cleanup()

@@ -30,6 +30,7 @@ MIGRATIONS: dict[int, list[str]] = {
             hostname VARCHAR(64) NULL, ports VARCHAR(32) NOT NULL DEFAULT '6250-6253',
             epoch BIGINT NOT NULL DEFAULT 0,
             valid_until DATETIME(6) NULL, fence_until DATETIME(6) NULL,
+            confirm_token VARCHAR(32) NULL,
             updated_at DATETIME(6) NOT NULL,
             KEY by_host (hostname)) ENGINE=InnoDB""",
         """CREATE TABLE IF NOT EXISTS nodes (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from local_cluster import local_mariadb, mariadb_binaries
+
 from multiconnect import db as dbq
 from multiconnect.config import DbConfig
 from multiconnect.core.lease import LeaseDecision

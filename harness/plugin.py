@@ -242,8 +242,14 @@ def record_figures(request: pytest.FixtureRequest) -> Callable[..., None]:
     """``record_figures(promotion=…, downtime=…, bound=…)`` for the summary and report."""
 
     def record(**figures: Any) -> None:
-        row = {"test": request.node.nodeid, **figures}
-        request.config.stash[SUMMARY].append(row)
+        rows = request.config.stash[SUMMARY]
+        earlier = [r for r in rows if r["test"] == request.node.nodeid]
+        # a rerun replaces its earlier attempt's row and says it was retried
+        for r in earlier:
+            rows.remove(r)
+        row = {"test": request.node.nodeid, **figures,
+               "retried": sum(1 + r.get("retried", 0) for r in earlier)}
+        rows.append(row)
         print("figures: " + ", ".join(f"{k}={_fmt(v)}" for k, v in figures.items()))
         try:
             import allure

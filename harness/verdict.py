@@ -44,13 +44,14 @@ def headline(results: Sequence[Result]) -> dict[str, Any]:
 def judge(events: Sequence[Event], checks: Iterable[Check], *, artifacts: Path,
           secrets: Iterable[str] = (), record: Callable[..., None] | None = None,
           title: str = "", extra_figures: Mapping[str, Any] | None = None) -> list[Result]:
+    __tracebackhide__ = True  # the arguments (secrets included) stay out of tracebacks
     events = list(events)
     results = run_checks(events, checks)
     scrub = Scrubber(list(secrets))
     artifacts.mkdir(parents=True, exist_ok=True)
-    (artifacts / "results.json").write_text(json.dumps(
+    (artifacts / "results.json").write_text(json.dumps(scrub.json(
         [{"name": r.name, "valid": r.valid, "figures": r.figures,
-          "explanation": r.explanation} for r in results], indent=1, default=str))
+          "explanation": r.explanation} for r in results]), indent=1, default=str))
     bounds = headline(results)
     report.attach_timeline(events, bounds=bounds, title=title)
     report.attach_history(events, scrub)
@@ -65,5 +66,5 @@ def judge(events: Sequence[Event], checks: Iterable[Check], *, artifacts: Path,
         for r in failed:
             lines.append(f"- {r.name}: {r.explanation}")
         lines.append(f"history, results and logs: {artifacts}")
-        raise AssertionError("\n".join(lines))
+        raise AssertionError(scrub.text("\n".join(lines)))
     return results

@@ -117,10 +117,11 @@ def test_validate_refuses_a_directly_built_topology() -> None:
 
 
 @pytest.mark.xfail(strict=True, reason="BUG: validate accepts shards=True and shards=4.0: "
-                   "`t.shards not in ALLOWED_SHARDS` is true for 1 == True and 4 == 4.0, so a "
+                   "`t.shards not in ALLOWED_SHARDS` is false for True == 1 and 4.0 == 4, so a "
                    "non-integer shard count passes (masters/coreapps/webapps refuse bools and "
-                   "floats); a float then breaks range(shards) in Cluster.round_trip, which "
-                   "wait_for treats as 'not yet' until the bring-up times out")
+                   "floats). With 4.0 the bring-up then spins to its timeout: set_shards gets "
+                   "400 from the webapp (which does refuse 4.0) and wait_for treats the "
+                   "ApiError as 'not yet'; with True, to_dict() reports shards: true")
 @pytest.mark.parametrize("shards", [True, 4.0])
 def test_shards_must_be_an_integer(shards: Any) -> None:
     e = _refused(shards=shards, coreapps=4)

@@ -38,6 +38,7 @@ from harness.links import build_links
 from harness.spec import topology
 
 pytestmark = pytest.mark.integration
+pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 240.0  # generous: a 2-core machine shared with other work
@@ -416,3 +417,52 @@ def test_sweeper_removes_a_dead_owners_run_and_keeps_the_others(docker_client) -
             cleanup.remove_run(docker_client, r["run"])
     for r in (dead, keep, other):
         assert nothing_left(docker_client, r["run"])
+
+
+# --------------------------------------------------------------------------- plugin fixtures
+
+FAILING_CLUSTER_TEST = """
+import os
+
+def test_fails_on_a_real_cluster(cluster):
+    with open(os.environ["MC_RUN_ID_FILE"], "w") as f:
+        f.write(cluster.run_id)
+    assert cluster.health(), "cluster answers"
+    assert False, "deliberate failure"
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["removed", "kept"])
+def test_plugin_cluster_fixture_after_a_failed_test(pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    docker_client, keep: bool) -> None:
+    """A failed test's cluster: logs saved under the artifacts directory, then removed —
+    or, with --mc-keep-failed, left running (and removed here)."""
+    id_file = pytester.path / "run-id.txt"
+    monkeypatch.setenv("MC_RUN_ID_FILE", str(id_file))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    pytester.makepyfile(test_inner=FAILING_CLUSTER_TEST)
+    art = pytester.path / "art"
+    args = ["-p", "harness.plugin", "-p", "no:cacheprovider", "--mc-artifacts", str(art)]
+    run_id = ""
+    try:
+        result = pytester.runpytest_subprocess(*args, *(["--mc-keep-failed"] if keep else []),
+                                               timeout=START_TIMEOUT + 120)
+        run_id = id_file.read_text() if id_file.exists() else ""
+        assert run_id, result.stdout.str()[-3000:]
+        result.assert_outcomes(failed=1)
+        assert "deliberate failure" in result.stdout.str()
+        saved = {p.name for p in art.rglob("*.log")}
+        assert {"webapp-1.log", "coreapp-1.log", "master-1.log", "db.log"} <= saved, saved
+        webapp_log = next(art.rglob("webapp-1.log")).read_text()
+        assert "webapp-1" in webapp_log
+        left = labelled(docker_client, run_id)
+        if keep:
+            assert f"python -m harness down --run-id {run_id}" in result.stdout.str()
+            assert len(left["containers"]) == 9 and left["networks"] == [run_id], left
+        else:
+            assert not any(left.values()), left
+    finally:
+        if run_id:
+            cleanup.remove_run(docker_client, run_id)

@@ -45,6 +45,8 @@ class DbServer(Endpoint):
         self.model = model
         self.slow: dict[int, float] = {}   # fault id -> max extra reply delay
         self.executed = 0
+        self.record_calls = False   # tests: when each (fn, first argument) executed
+        self.calls: dict[tuple[str, str], list[float]] = {}
 
     def on_request(self, conn: Conn, msg: Any) -> None:
         if msg is EOF:
@@ -54,6 +56,8 @@ class DbServer(Endpoint):
         if w.now > deadline:
             return  # the client gave up and closed; the transaction would roll back
         self.executed += 1
+        if self.record_calls:
+            self.calls.setdefault((fn, args[0] if args else ""), []).append(w.now)
         try:
             reply = ("ok", getattr(self.model, fn)(*args), fut)
         except NotPrimary as e:

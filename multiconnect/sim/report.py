@@ -102,9 +102,9 @@ class Summary:
             f"promotion latency (kill → promotion committed): {dist(self.promotion)}",
             f"recovery after the faults stop (bound {recovery_bound(t):.1f} s): "
             f"{dist(self.recovery)}",
-            "ownership overshoot past the database's valid_until: max "
-            + (f"{self.overshoot * 1000:.1f} ms" if self.overshoot > -math.inf else "n/a")
-            + f" (fence margin 500 ms; F·drift = {t.ownership_ttl * c.drift * 1000:.0f} ms)",
+            "latest coreapp ping/send relative to the database's valid_until: "
+            + (f"{self.overshoot:+.3f} s" if self.overshoot > -math.inf else "n/a")
+            + " (must stay < 0)",
             f"messages: acknowledged {self.outcomes['ok']}, not sent "
             f"{self.outcomes['not_sent']}, unknown {self.outcomes['unknown']}; promotions "
             f"{self.promotions}",

@@ -192,8 +192,7 @@ class TestDefaultCluster:
             assert set(n) == {"name", "role", "container", "ip"}
             assert n["container"] == f"{cluster.run_id}-{n['name']}"
             ipaddress.ip_address(n["ip"])
-            if n["name"][-2:-1] == "-":
-                assert n["role"] == n["name"].rsplit("-", 1)[0]
+            assert n["role"] == n["name"].split("-")[0]  # master-1 → master, db → db
         assert [lk["name"] for lk in d["links"]] == [lk.name for lk in build_links(cluster.spec)]
         proxy_ip = next(n["ip"] for n in d["nodes"] if n["name"] == "toxiproxy")
         for lk in d["links"]:

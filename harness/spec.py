@@ -110,12 +110,16 @@ def validate(t: Topology) -> Topology:
     _int_at_least("masters", t.masters, 1, 9)
     _int_at_least("coreapps", t.coreapps, 1, 40)
     _int_at_least("webapps", t.webapps, 1, 9)
-    if t.shards not in ALLOWED_SHARDS:
+    if isinstance(t.shards, bool) or not isinstance(t.shards, int) \
+            or t.shards not in ALLOWED_SHARDS:
         raise SpecError("shards", t.shards, f"one of {', '.join(map(str, ALLOWED_SHARDS))}")
     if t.coreapps < t.shards:
         raise SpecError("coreapps", t.coreapps,
                         f"at least shards ({t.shards}); for X failures run shards + X")
     tm = t.timing
+    if not isinstance(tm, Timing):
+        raise SpecError("timing", tm, "a Timing, or through topology()/with_() a preset name: "
+                        + ", ".join(TIMINGS))
     _int_at_least("heartbeat_interval", tm.heartbeat_interval, 1, 600)
     _int_at_least("unhealthy_interval", tm.unhealthy_interval, 2, 3600)
     if tm.unhealthy_interval < 2 * tm.heartbeat_interval:

@@ -96,9 +96,11 @@ class Coreapp:
         except DatabaseError as e:
             log.warning("ownership confirmation failed: %s", e)
             self.execute(self.own.confirm_failed(self.clock.monotonic()))
+            self.wake.set()
             return
         before = (self.own.shard, self.own.epoch)
         self.execute(self.own.confirmed(sent, self.clock.monotonic(), row))
+        self.wake.set()  # the next confirmation is due h/2 from now: replan the loop
         if (self.own.shard, self.own.epoch) != before:
             log.info("shard map: now %s", "secondary" if self.own.shard is None else
                      f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
@@ -174,6 +176,10 @@ class Coreapp:
                     self.settings_version = version
             except DatabaseError as e:
                 log.warning("liveness write failed: %s", e)
+                # retry at the settings pace, not in a tight loop against a refusing database
+                next_touch = max(next_touch, self.clock.monotonic()
+                                 + min(self.cfg.liveness_interval,
+                                       self.settings.heartbeat_interval))
             await sleep_or_stop(self.stop, min(max(0.05, next_touch - self.clock.monotonic()),
                                                self.settings.heartbeat_interval))
 

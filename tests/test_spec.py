@@ -116,22 +116,12 @@ def test_validate_refuses_a_directly_built_topology() -> None:
     assert info.value.field == "shards"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate accepts shards=True and shards=4.0: "
-                   "`t.shards not in ALLOWED_SHARDS` is false for True == 1 and 4.0 == 4, so a "
-                   "non-integer shard count passes (masters/coreapps/webapps refuse bools and "
-                   "floats). With 4.0 the bring-up then spins to its timeout: set_shards gets "
-                   "400 from the webapp (which does refuse 4.0) and wait_for treats the "
-                   "ApiError as 'not yet'; with True, to_dict() reports shards: true")
 @pytest.mark.parametrize("shards", [True, 4.0])
 def test_shards_must_be_an_integer(shards: Any) -> None:
     e = _refused(shards=shards, coreapps=4)
     assert e.field == "shards"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: validate(Topology(timing='documented')) (or "
-                   "timing=None) raises AttributeError "
-                   "(\"'str' object has no attribute 'heartbeat_interval'\") instead of a "
-                   "SpecError naming 'timing'; only with_()/topology() map preset names")
 @pytest.mark.parametrize("timing", ["documented", None])
 def test_validate_refuses_a_timing_that_is_not_a_timing(timing: Any) -> None:
     with pytest.raises(SpecError) as info:

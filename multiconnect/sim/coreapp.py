@@ -232,9 +232,11 @@ class CoreappProc(Proc):
             row = yield from self.db_own.call("confirm_ownership", self.name, ttl)
         except DatabaseError:
             self.execute(self.own.confirm_failed(self.mono()))
+            self.wake()
             return
         before = (self.own.shard, self.own.epoch)
         self.execute(self.own.confirmed(sent, self.mono(), row))
+        self.wake()
         if (self.own.shard, self.own.epoch) != before:
             self.world.note(self.name, "shard map: now %s", "secondary" if self.own.shard is None
                             else f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
@@ -300,7 +302,8 @@ class CoreappProc(Proc):
                     self._apply_settings(settings)
                     self.settings_version = version
             except DatabaseError:
-                pass
+                next_touch = max(next_touch, self.mono() + min(
+                    self.liveness_interval, self.settings.heartbeat_interval))
             yield (SLEEP, min(max(0.05, next_touch - self.mono()),
                               self.settings.heartbeat_interval))
 

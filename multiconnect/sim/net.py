@@ -103,6 +103,7 @@ class Net:
         self.links: dict[str, Link] = {}
         self._next_conn = 1
         self.by_node: dict[str, dict[int, Conn]] = {}
+        self.refused: dict[str, int] = {}   # link -> connection attempts refused
 
     def add_link(self, client: str, server: str, extra_cap: float = float("inf")) -> Link:
         name = f"{client}->{server}"
@@ -148,6 +149,7 @@ class Net:
              on_server: Callable[[Conn, Any], None]) -> Conn | None:
         """Open a connection now; None if refused (the link is cut)."""
         if link.cut:
+            self.refused[link.name] = self.refused.get(link.name, 0) + 1
             return None
         conn = Conn(self._next_conn, link, client, server, on_client, on_server)
         self._next_conn += 1

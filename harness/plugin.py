@@ -61,9 +61,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds of random faults per chaos run (default 120)")
     group.addoption("--chaos-faults", default="", dest="chaos_faults",
                     help="comma-separated fault kinds for chaos runs (default: all)")
-    group.addoption("--chaos-shrink", type=float, default=0.0, dest="chaos_shrink",
-                    help="on a chaos failure, spend up to this many seconds looking for a "
-                         "smaller failing schedule (default 0: off)")
     group.addoption("--mc-keep-failed", action="store_true", dest="mc_keep_failed",
                     help="keep a failed test's cluster running for inspection "
                          "(remove it with: python -m harness down --run-id ID)")

@@ -40,7 +40,7 @@ def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
     shards = [shard] if others_bound is not None else None
     with phase("check"):
         return judge(history.events(), [
-            partial(promotion, shard=shard, bound=bound, health_slack=bounds.HEALTH_SLACK),
+            partial(promotion, shard=shard, bound=bound),
             partial(downtime, bound=bound, shards=shards, others_bound=others_bound),
             single_connected,
             no_lost_acks,

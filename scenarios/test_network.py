@@ -77,7 +77,7 @@ def test_cut_from_all_masters_promotes_without_overlap(cluster, history, nemesis
             nemesis.heal(f)
             settle(cluster, history)
     judge(history.events(), [
-        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
+        partial(promotion, shard=0, bound=bound),
         partial(downtime, bound=bound),
         single_connected, no_lost_acks, partial(primary_masters, last=3),
     ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
@@ -132,7 +132,7 @@ def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, wo
             nemesis.heal(f)
             settle(cluster, history)
     judge(history.events(), [
-        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
+        partial(promotion, shard=0, bound=bound),
         partial(downtime, bound=bound),
         single_connected, no_lost_acks,
     ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,

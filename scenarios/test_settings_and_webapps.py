@@ -65,7 +65,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
         f"CHECK FAILED: promotion after {took:.2f}s, sooner than the new unhealthy_interval "
         f"{new_u}s allows: the old setting is still in use")
     judge(history.events(), [
-        partial(promotion, shard=0, bound=bound, health_slack=bounds.HEALTH_SLACK),
+        partial(promotion, shard=0, bound=bound),
         single_connected, no_lost_acks],
           artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
           title=f"failover after settings change (h={new_h}, u={new_u})")

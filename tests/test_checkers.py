@@ -200,8 +200,10 @@ def test_promotion_from_gateway_and_health():
     # the gateway stamps the connect itself: it is the promotion time
     assert (f["promotion_gateway"], f["promotion_health"], f["promotion"]) == (30.0, 31.0, 30.0)
     assert f["old_primary"] == "coreapp-1" and f["new_primary"] == "coreapp-2"
-    # health lagging past the bound fails unless the allowed health lag covers it
-    assert not promotion(make(BASE), bound=30.999).valid
+    # by default health must only agree on the new primary; with health_slack its lag is
+    # bounded too
+    assert promotion(make(BASE), bound=30.999).valid
+    assert not promotion(make(BASE), bound=30.999, health_slack=0).valid
     assert promotion(make(BASE), bound=30.5, health_slack=0.5).valid
     assert not promotion(make(BASE), bound=30.5, health_slack=0.499).valid
     assert not promotion(make(BASE), bound=29.999, health_slack=5).valid

@@ -124,13 +124,14 @@ def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
 def promotion(events: Sequence[Event], *, fault: str | None = None,
               shard: int | str | None = None, bound: Any = None,
               old_primary: str | None = None, sources: Iterable[str] = SOURCES,
-              health_slack: float = 0.0, name: str = "promotion") -> Result:
+              health_slack: float | None = None, name: str = "promotion") -> Result:
     """Time from the fault's start to a different coreapp connected for the shard.
 
     The gateway's log is authoritative (it stamps the connect itself); ``/v1/health`` is a
-    polled, non-atomic view that lags it by up to one poll interval plus one status round, so
-    with both sources the promotion time is the gateway's, and health must name the same new
-    primary within ``bound + health_slack``. Invalid if a required source never saw one, if
+    polled, non-atomic view whose lag is the webapp's response time (this machine's speed,
+    not the system's settings), so with both sources the promotion time is the gateway's and
+    health must name the same new primary; ``health_slack`` (seconds), if given, also bounds
+    health's observation to ``bound + health_slack``. Its lag is reported as a figure. Invalid if a required source never saw one, if
     a source exceeds its bound, or if the sources name different new primaries."""
     srcs = _check_sources(sources)
     prep = prepare(events)
@@ -170,7 +171,7 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
                         f"health says {hl[1]}")
     if lim is not None and promo is not None and promo > lim:
         problems.append(f"promotion took {s(promo)}, above the bound {bound_text(bound)}")
-    if (lim is not None and "health" in srcs and p_hl is not None
+    if (lim is not None and health_slack is not None and "health" in srcs and p_hl is not None
             and p_hl > lim + health_slack and promo is not None and promo <= lim):
         problems.append(f"health showed the new primary only after {s(p_hl)}, above the bound "
                         f"{bound_text(bound)} + health lag {health_slack:g} s")

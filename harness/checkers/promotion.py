@@ -131,8 +131,9 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
     polled, non-atomic view whose lag is the webapp's response time (this machine's speed,
     not the system's settings), so with both sources the promotion time is the gateway's and
     health must name the same new primary; ``health_slack`` (seconds), if given, also bounds
-    health's observation to ``bound + health_slack``. Its lag is reported as a figure. Invalid if a required source never saw one, if
-    a source exceeds its bound, or if the sources name different new primaries."""
+    health's observation to ``bound + health_slack``. Its lag is reported as a figure.
+    Invalid if a required source never saw one, if a source exceeds its bound, or if the
+    sources name different new primaries."""
     srcs = _check_sources(sources)
     prep = prepare(events)
     ctx = _context(prep, fault, shard, old_primary)

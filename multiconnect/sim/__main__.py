@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                  args.first + args.seeds))
     configs = [replace(base, seed=s) for s in seeds]
     summary = Summary(base)
+    summary.jobs = args.jobs if len(configs) > 1 else 1
     started_wall, started_cpu = time.monotonic(), time.process_time()
     failures: list[Result] = []
     if args.jobs > 1 and len(configs) > 1:

@@ -41,6 +41,7 @@ class Summary:
         self.promotions = 0
         self.wall = 0.0
         self.cpu = 0.0
+        self.jobs = 1
         self.seeds: list[int] = []
 
     def add(self, r: Result) -> None:
@@ -83,12 +84,15 @@ class Summary:
             f"per schedule, {c.minutes:g} min of faults), {self.events} events, "
             f"{self.faults} faults started ({self.skipped} skipped)",
         ]
-        if self.cpu > 0:
-            lines.append(
-                f"time: {self.wall:.1f} s wall, {self.cpu:.1f} s CPU in this process "
-                f"({60 * self.runs / self.cpu:.0f} schedules/min per core, simulated/real "
-                f"{self.sim_time / self.cpu:.0f}×)" if self.cpu > 0.5 else
-                f"time: {self.wall:.1f} s wall")
+        if self.jobs > 1 and self.wall > 0:
+            lines.append(f"time: {self.wall:.1f} s wall with {self.jobs} worker processes "
+                         f"({60 * self.runs / self.wall:.0f} schedules/min in all)")
+        elif self.cpu > 0.5:
+            lines.append(f"time: {self.wall:.1f} s wall, {self.cpu:.1f} s CPU in this process "
+                         f"({60 * self.runs / self.cpu:.0f} schedules/min per core, "
+                         f"simulated/real {self.sim_time / self.cpu:.0f}×)")
+        else:
+            lines.append(f"time: {self.wall:.1f} s wall")
         lines.append(f"violations: {sum(self.kinds.values())}"
                      + (" (" + ", ".join(f"{k} {n}" for k, n in sorted(self.kinds.items()))
                         + ")" if self.kinds else ""))

@@ -17,8 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-#: Seconds added to every protocol worst case. The only tuning knob of this module.
-MARGIN: float = 1.0
+#: Seconds added to every protocol worst case. The only tuning knob of this module. It
+#: covers request latency: the harness's 1 s client timeout (a request answered later counts
+#: as an outage of that length) plus one scheduling tick of the sender.
+MARGIN: float = 1.5
 
 #: How far ``/v1/health`` may lag the gateway's own log: one poll interval of the harness's
 #: health poller (0.3 s) plus one status round of the webapp (its per-node timeout, 0.5 s),

@@ -16,7 +16,7 @@ from harness.bounds import (
 
 def test_heartbeat_failover_defaults_is_unhealthy_plus_heartbeat_plus_margin():
     b = heartbeat_failover(5, 30, 10)
-    assert b.value == 36.0  # 30 + 5 + 1; the fence (2*5 + 10 + 0.5 = 20.5) ends earlier
+    assert b.value == 36.5  # 30 + 5 + 1.5; the fence (2*5 + 10 + 0.5 = 20.5) ends earlier
     assert b.formula.startswith("u + h + margin")
 
 
@@ -28,19 +28,19 @@ def test_heartbeat_failover_fence_dominates_when_unhealthy_is_short():
 
 def test_partition_failover_adds_the_fence_wait():
     b = partition_failover(5, 30, 10)
-    assert b.value == 30 + 5 + 10 + 10 + 0.5 + 1.0
+    assert b.value == 30 + 5 + 10 + 10 + 0.5 + 1.5
     assert b.value > heartbeat_failover(5, 30, 10).value
 
 
 def test_db_failover_and_lease_takeover():
-    assert db_failover(60, 120).value == 181.0
+    assert db_failover(60, 120).value == 181.5
     assert db_failover(3, 6, margin=0).value == 9.0  # WA_DB_MONITOR_SCALE=0.05
-    assert lease_takeover(10).value == pytest.approx(10 + 10 / 3 + 1)
+    assert lease_takeover(10).value == pytest.approx(10 + 10 / 3 + 1.5)
     assert lease_takeover(9, margin=0).value == 12.0
 
 
 def test_margin_is_one_module_constant_read_at_call_time(monkeypatch):
-    assert bounds.MARGIN == 1.0
+    assert bounds.MARGIN == 1.5
     monkeypatch.setattr(bounds, "MARGIN", 2.5)
     assert lease_takeover(9).value == 14.5
     assert heartbeat_failover(5, 30, 10).value == 37.5

@@ -25,7 +25,7 @@ from .faults import FaultSpec, Injector, make_schedule
 from .invariants import FENCE_MARGIN, Violation
 from .nodes import DB_TIMEOUT
 
-BOUND_MARGIN = 1.0   # harness.bounds.MARGIN
+BOUND_MARGIN = 1.5   # harness.bounds.MARGIN
 PROBE_PERIOD = 0.25
 
 

@@ -44,8 +44,10 @@ def _owner_alive(owner: str) -> bool:
 def runs(client: docker.DockerClient) -> dict[str, str]:
     """run id → owner label, for every run with a container or network present."""
     out: dict[str, str] = {}
-    for c in client.containers.list(all=True, filters={"label": LABEL_RUN}):
-        out[c.labels[LABEL_RUN]] = c.labels.get(LABEL_OWNER, "")
+    # the low-level listing: no per-container inspect that a concurrent removal would break
+    for c in client.api.containers(all=True, filters={"label": LABEL_RUN}):
+        labels = c.get("Labels") or {}
+        out[labels[LABEL_RUN]] = labels.get(LABEL_OWNER, "")
     for n in client.networks.list(filters={"label": LABEL_RUN}):
         out.setdefault(n.attrs["Labels"][LABEL_RUN], n.attrs["Labels"].get(LABEL_OWNER, ""))
     for v in client.volumes.list(filters={"label": LABEL_RUN}):
@@ -57,14 +59,14 @@ def remove_run(client: docker.DockerClient, run_id: str) -> int:
     """Remove every container, network and volume of one run. Returns how many."""
     flt = {"label": f"{LABEL_RUN}={run_id}"}
 
-    def remove(c) -> int:
+    def remove(cid: str) -> int:
         try:
-            c.remove(force=True, v=True)
+            client.api.remove_container(cid, force=True, v=True)
             return 1
         except docker.errors.NotFound:
             return 0
 
-    containers = client.containers.list(all=True, filters=flt)
+    containers = [c["Id"] for c in client.api.containers(all=True, filters=flt)]
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
         removed = sum(pool.map(remove, containers))
     for n in client.networks.list(filters=flt):

@@ -67,8 +67,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_ps(args: argparse.Namespace) -> int:
     client = ensure_engine(_progress(True))
     for run_id, owner in sorted(cleanup.runs(client).items()):
-        cs = client.containers.list(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
-        running = sum(c.status == "running" for c in cs)
+        cs = client.api.containers(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
+        running = sum(c.get("State") == "running" for c in cs)
         print(f"{run_id}  owner={owner}  containers={len(cs)} running={running}")
     return 0
 

@@ -70,18 +70,21 @@ node (mc-node: python3 + aiohttp 3.8.4 + pymysql 1.0.2 + libfaketime + libnfs-ut
     ``python3 -m multiconnect``; the source is ``/opt/mc/multiconnect``, PYTHONPATH=/opt/mc).
     env: the ``WA_*`` variables of docs/contracts.md; preset: ``LD_PRELOAD`` =
     libfaketime, ``FAKETIME_TIMESTAMP_FILE=/run/faketime/offset`` (contains ``+0``),
-    ``FAKETIME_NO_CACHE=1``, ``FAKETIME_DONT_FAKE_MONOTONIC=1``, ``PYTHONUNBUFFERED=1``.
+    ``FAKETIME_CACHE_DURATION=1``, ``FAKETIME_DONT_FAKE_MONOTONIC=1``,
+    ``PYTHONUNBUFFERED=1``.
     ports: webapp 9090, master/coreapp 6250, coreapp heartbeat 6253, gateway 5222 and 8080.
     caps: none. mounts: none needed (do not mount over ``/run`` or the offset file goes;
     bind-mounting a host file on ``/run/faketime/offset`` works as well as ``docker exec``).
     clock skew: ``docker exec <c> sh -c 'echo +60 > /run/faketime/offset'`` moves
-    ``time.time()`` of every process in the container by +60 s on its next call, without a
+    ``time.time()`` of every process in the container by +60 s within a second, without a
     restart; ``echo +0`` heals. ``time.monotonic()`` is not moved; ``asyncio.sleep`` works;
     ``time.sleep()`` raises EINVAL (libfaketime 0.9.10 bug) — never call it in the nodes.
     Offsets like ``-30`` and ``+1d`` work too. Cost: ``time.time()`` ≈ 3.0 µs with
     ``FAKETIME_NO_CACHE=1`` (it re-reads the file) vs ≈ 0.08 µs without the preload;
     ``FAKETIME_CACHE_DURATION=1`` (and no NO_CACHE) costs ≈ 0.22 µs but applies a new
-    offset up to 1 s late. ``time.monotonic()`` ≈ 0.08 µs either way.
+    offset up to 1 s late. ``time.monotonic()`` ≈ 0.08 µs either way. The image uses
+    CACHE_DURATION: NO_CACHE's file read on every clock call (asyncio reads the monotonic
+    clock constantly) kept idle nodes at 10-15 % CPU in sys time and stalled the cluster.
     Tools: ``nfs-ls``/``nfs-cp``/``nfs-cat``, ``ps``/``pkill``. Other commands: override
     the entrypoint (``entrypoint=["sleep", "infinity"]``).
     readiness: the role's own HTTP port answering (see docs/contracts.md).

@@ -1,9 +1,10 @@
 """Clock skew: move a node's wall clock (``time.time()``) with libfaketime.
 
 Node containers preload libfaketime with ``FAKETIME_TIMESTAMP_FILE=/run/faketime/offset``,
-``FAKETIME_NO_CACHE=1`` and ``FAKETIME_DONT_FAKE_MONOTONIC=1``: writing an offset such as
-``+60`` or ``-120.5`` (seconds) into that file moves the wall clock of every process in the
-container on its next call; monotonic clocks are untouched. Modes:
+``FAKETIME_CACHE_DURATION=1`` and ``FAKETIME_DONT_FAKE_MONOTONIC=1``: writing an offset such
+as ``+60`` or ``-120.5`` (seconds) into that file moves the wall clock of every process in the
+container within a second (libfaketime re-reads it at most once a second); monotonic clocks
+are untouched. Modes:
 
 - ``jump``: the offset is written once at start;
 - ``drift``: the offset is reached in ``steps`` equal steps spread over ``over`` seconds

@@ -11,11 +11,12 @@ import pytest
 from helpers import hold, label, new_connect, phase, wait_history, warm_up
 
 from harness import bounds
+from harness.api import FailoverClient
 from harness.checkers import downtime, no_lost_acks, promotion, single_connected
 from harness.nemesis.kill import Kill
 from harness.verdict import judge
 from harness.wait import wait_for
-from harness.workload import Workload
+from harness.workload import Workload, api_factory
 
 pytestmark = pytest.mark.failover
 
@@ -77,7 +78,10 @@ def test_killing_one_webapp_costs_a_retrying_client_nothing(cluster, history, ne
     """With two webapps, a client that retries a refused request on the other webapp sees
     no downtime beyond the margin when one webapp is killed."""
     label("failover", "procedures", "second webapp takes over the API traffic", "normal")
-    w = Workload(cluster, history, rate=20, webapp=(1, 2), media=0)
+    w = Workload(cluster, history, rate=20, media=0)
+    # the sender's clients retry a refused or dropped request on the other webapp
+    w.sender.api_factory = lambda: FailoverClient(
+        [api_factory(cluster, 1, 1.0)(), api_factory(cluster, 2, 1.0)()])
     with w.running():
         warm_up(history)
         f = Kill("webapp-1")

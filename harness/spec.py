@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from multiconnect.timing import TIMINGS, Timing
+
 ALLOWED_SHARDS = (1, 2, 4, 8, 16, 32)
 DB_ENGINES = ("mariadb", "mysql")
 MEDIA_BACKENDS = ("nfs", "volume")
@@ -24,30 +26,6 @@ class SpecError(ValueError):
         self.field = field_name
         self.value = value
         self.allowed = allowed
-
-
-@dataclass(frozen=True)
-class Timing:
-    heartbeat_interval: int = 1
-    unhealthy_interval: int = 3
-    db_monitor_scale: float = 0.05
-    lease_ttl: float = 5.0
-    gateway_ping_timeout: float = 2.0
-
-    @property
-    def liveness_interval(self) -> float:
-        return 60.0 * self.db_monitor_scale
-
-    @property
-    def stale_after(self) -> float:
-        return 120.0 * self.db_monitor_scale
-
-
-TIMINGS = {
-    "ci": Timing(),
-    "documented": Timing(heartbeat_interval=5, unhealthy_interval=30, db_monitor_scale=1.0,
-                         lease_ttl=10.0, gateway_ping_timeout=10.0),
-}
 
 
 @dataclass(frozen=True)

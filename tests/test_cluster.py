@@ -45,6 +45,13 @@ START_TIMEOUT = 240.0  # generous: a 2-core machine shared with other work
 
 
 @pytest.fixture(scope="module")
+
+def _plugin_args() -> list[str]:
+    """``-p harness.plugin`` unless the installed package already loads it (entry point)."""
+    from importlib.metadata import entry_points
+    installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "harness.plugin"]
+
 def docker_client():
     return ensure_engine()
 
@@ -443,7 +450,7 @@ def test_plugin_cluster_fixture_after_a_failed_test(pytester: pytest.Pytester,
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     pytester.makepyfile(test_inner=FAILING_CLUSTER_TEST)
     art = pytester.path / "art"
-    args = ["-p", "harness.plugin", "-p", "no:cacheprovider", "--mc-artifacts", str(art)]
+    args = [*_plugin_args(), "-p", "no:cacheprovider", "--mc-artifacts", str(art)]
     run_id = ""
     try:
         result = pytester.runpytest_subprocess(*args, *(["--mc-keep-failed"] if keep else []),

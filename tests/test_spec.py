@@ -26,6 +26,13 @@ pytest_plugins = ["pytester"]
 # --------------------------------------------------------------------------- defaults
 
 
+
+def _plugin_args() -> list[str]:
+    """``-p harness.plugin`` unless the installed package already loads it (entry point)."""
+    from importlib.metadata import entry_points
+    installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
+    return [] if installed else ["-p", "harness.plugin"]
+
 def test_defaults_are_two_masters_two_coreapps_one_webapp_one_shard_ci_timing() -> None:
     t = topology()
     assert (t.masters, t.coreapps, t.webapps, t.shards) == (2, 2, 1, 1)
@@ -222,7 +229,7 @@ def plugin_dir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "harness.plugin", "-p", "no:cacheprovider",
+    return pytester.runpytest_subprocess(*_plugin_args(), "-p", "no:cacheprovider",
                                          "--mc-artifacts", str(pytester.path / "art"), *args)
 
 

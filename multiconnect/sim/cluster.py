@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..settings import Settings
+from ..timing import TIMINGS, Timing  # noqa: F401 - re-exported
 from .coreapp import CoreappProc
 from .db import SimDatabase
 from .gateway import SimGateway
@@ -21,35 +22,7 @@ from .nodes import DbServer, SimHost
 from .webapp import WebappProc
 from .world import World
 
-
-@dataclass(frozen=True)
-class Timing:
-    """The harness's timing presets (harness/spec.py)."""
-
-    heartbeat_interval: int = 5
-    unhealthy_interval: int = 30
-    db_monitor_scale: float = 1.0
-    lease_ttl: float = 10.0
-    gateway_ping_timeout: float = 10.0
-
-    @property
-    def liveness_interval(self) -> float:
-        return 60.0 * self.db_monitor_scale
-
-    @property
-    def stale_after(self) -> float:
-        return 120.0 * self.db_monitor_scale
-
-    @property
-    def ownership_ttl(self) -> float:
-        return 2.0 * self.heartbeat_interval
-
-
-TIMINGS = {
-    "documented": Timing(),
-    "ci": Timing(heartbeat_interval=1, unhealthy_interval=3, db_monitor_scale=0.05,
-                 lease_ttl=5.0, gateway_ping_timeout=2.0),
-}
+# the presets are shared with the Docker harness (harness.spec)
 
 FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
                "db-outage", "db-slow", "clock-skew")

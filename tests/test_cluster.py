@@ -44,14 +44,14 @@ REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 240.0  # generous: a 2-core machine shared with other work
 
 
-@pytest.fixture(scope="module")
-
 def _plugin_args() -> list[str]:
     """``-p harness.plugin`` unless the installed package already loads it (entry point)."""
     from importlib.metadata import entry_points
     installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
     return [] if installed else ["-p", "harness.plugin"]
 
+
+@pytest.fixture(scope="module")
 def docker_client():
     return ensure_engine()
 

@@ -33,6 +33,7 @@ def _plugin_args() -> list[str]:
     installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
     return [] if installed else ["-p", "harness.plugin"]
 
+
 def test_defaults_are_two_masters_two_coreapps_one_webapp_one_shard_ci_timing() -> None:
     t = topology()
     assert (t.masters, t.coreapps, t.webapps, t.shards) == (2, 2, 1, 1)

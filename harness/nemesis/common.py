@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from harness.nemesis import FaultSkipped
 
 if TYPE_CHECKING:
-    from harness.nemesis import FaultContext
+    from harness.nemesis import Fault, FaultContext
 
 STATEFUL = ("db", "nfs", "toxiproxy")
 STREAMS = ("upstream", "downstream")
@@ -69,3 +69,22 @@ def remove_toxics(ctx: FaultContext, fault: Any) -> None:
             fault._toxics.remove((link, name))
     if errors:
         raise errors[0]
+
+
+def take_node(ctx: FaultContext, fault: Fault, selector: str) -> str:
+    """Resolve a container fault's target, refuse stateful infrastructure, claim the node
+    for this fault and record it as the fault's target. Returns the node name."""
+    name = ctx.resolve(selector)
+    refuse_stateful(fault.kind, name)
+    ctx.claim("container", name)
+    fault.targets = [name]
+    return name
+
+
+def ensure_running(ctx: FaultContext, fault: Fault) -> None:
+    """Heal of the container faults: start every target that is not running again."""
+    for name in fault.targets:
+        c = container(ctx, name)
+        if status(c) != "running":
+            c.start()
+        ctx.refresh_ip(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.nemesis import Fault, FaultContext, register
-from harness.nemesis.common import container, refuse_stateful, status
+from harness.nemesis.common import container, ensure_running, take_node
 
 
 @register
@@ -21,15 +21,8 @@ class Kill(Fault):
     kind = "kill"
 
     def start(self, ctx: FaultContext) -> None:
-        name = ctx.resolve(self.target)
-        refuse_stateful(self.kind, name)
-        ctx.claim("container", name)
-        self.targets = [name]
+        name = take_node(ctx, self, self.target)
         container(ctx, name).kill(signal=self.signal)
 
     def heal(self, ctx: FaultContext) -> None:
-        for name in self.targets:
-            c = container(ctx, name)
-            if status(c) != "running":
-                c.start()
-            ctx.refresh_ip(name)
+        ensure_running(ctx, self)

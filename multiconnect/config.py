@@ -174,11 +174,16 @@ def load(role: str, env: Mapping[str, str] | None = None) -> NodeConfig:
                           f"must be a range of 4 ports like 6250-6253, got {ports!r}")
     internal_port = _int(env, "WA_INTERNAL_PORT", 6250, 1, 65535)
     heartbeat_port = _int(env, "WA_HEARTBEAT_PORT", 6253, 1, 65535)
+    # an explicit COREAPP_EXTERNAL_PORTS is the host range the container's 6250-6253 are
+    # published on (multi-server installs): others reach this node there
+    ext_first = int(m.group(1)) if env.get("COREAPP_EXTERNAL_PORTS") else None
     advertise = _hostport("WA_ADVERTISE_ADDRESS",
-                          env.get("WA_ADVERTISE_ADDRESS") or f"{hostname}:{internal_port}")
+                          env.get("WA_ADVERTISE_ADDRESS")
+                          or f"{hostname}:{ext_first or internal_port}")
     hb_addr = _hostport("WA_HEARTBEAT_ADDRESS",
                         env.get("WA_HEARTBEAT_ADDRESS")
-                        or f"{advertise.rsplit(':', 1)[0]}:{heartbeat_port}")
+                        or f"{advertise.rsplit(':', 1)[0]}:"
+                           f"{ext_first + 3 if ext_first else heartbeat_port}")
     level = env.get("WA_LOG_LEVEL", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("WA_LOG_LEVEL", f"must be DEBUG, INFO, WARNING or ERROR, got {level!r}")

@@ -49,12 +49,14 @@ class Coreapp:
         self.heartbeats: dict[str, float] = {}
         self.sent = 0
         self.never_fence = cfg.test_break == "never-self-fence"
+        self.break_next_ping = 0.0
 
     def _new_core(self) -> OwnershipCore:
         return OwnershipCore(
             self.cfg.name, ttl=self.settings.ownership_ttl,
             confirm_period=self.settings.confirm_period,
-            ping_period=max(0.05, self.cfg.gateway_ping_timeout / 4))
+            ping_period=max(0.05, self.cfg.gateway_ping_timeout / 4),
+            keepalive=self.cfg.gateway_ping_timeout)
 
     def _apply_settings(self, s: Settings) -> None:
         self.settings = s
@@ -67,6 +69,8 @@ class Coreapp:
         while not self.stop.is_set():
             now = self.clock.monotonic()
             self.execute(self.own.tick(now))
+            if self.never_fence:
+                self._break_keep_alive(now)
             wait = self.own.next_deadline(now) - self.clock.monotonic()
             self.wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
@@ -88,6 +92,14 @@ class Coreapp:
                 spawn(self.tasks, self._ping(), "ping")
         if actions:
             self.wake.set()
+
+    def _break_keep_alive(self, now: float) -> None:
+        """TEST BREAK never-self-fence: keep acting on a connection the core no longer
+        vouches for — ping it so the gateway's keepalive never drops it (the core pings only
+        while valid)."""
+        if self.conn is not None and not self.own.valid(now) and now >= self.break_next_ping:
+            self.break_next_ping = now + max(0.05, self.cfg.gateway_ping_timeout / 4)
+            spawn(self.tasks, self._ping(), "ping (test break)")
 
     async def _confirm(self, ttl: float) -> None:
         sent = self.clock.monotonic()
@@ -118,7 +130,10 @@ class Coreapp:
         except (TimeoutError, GatewayError, OSError) as e:
             self.connect_in_flight = False
             log.warning("gateway connect failed: %s", e)
-            self.execute(self.own.gateway_down(self.clock.monotonic(), f"connect failed: {e}"))
+            # refused: nothing was written, the gateway holds nothing of this attempt
+            self.execute(self.own.gateway_down(
+                self.clock.monotonic(), f"connect failed: {e}",
+                gateway_ended=isinstance(e.__cause__, ConnectionRefusedError)))
             return
         self.connect_in_flight = False
         self.conn = conn
@@ -154,6 +169,7 @@ class Coreapp:
         conn = self.conn
         if conn is None:
             return
+        self.own.wrote(self.clock.monotonic())  # ping() writes before its first await
         try:
             await conn.ping(timeout=max(0.2, self.cfg.gateway_ping_timeout / 2))
         except (TimeoutError, GatewayError, OSError) as e:
@@ -228,6 +244,7 @@ class Coreapp:
             return envelope(503, 1011, "Service not ready",
                             f"{self.cfg.name}: ownership of shard {shard} not confirmed "
                             f"or gateway not connected ({self.own.gateway_status()})")
+        self.own.wrote(self.clock.monotonic())  # send() writes before its first await
         try:
             await conn.send(msg_id, to, text, timeout=2.0)
         except (TimeoutError, GatewayError, OSError) as e:

@@ -1,0 +1,214 @@
+"""The operator procedures of the seed guide, run with docker-compose on ``fixtures/compose/``.
+
+Each test gets its own :class:`harness.compose.ComposeRun` (private copy of the files, a LAN
+without egress, unique project names) and tears everything down. Services are reached at
+the host's LAN address (published ports) or at container IPs on that LAN.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+import requests
+
+from harness.api import ApiClient, ApiError, roles_from_health
+from harness.compose import (
+    ComposeMissing,
+    ComposeRun,
+    Project,
+    compose_command,
+    egress_rule_counters,
+    ensure_versioned_images,
+)
+from harness.engine import ensure_engine
+from harness.wait import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.procedures]
+
+T = TypeVar("T")
+ADMIN_PASSWORD = "A1-compose-admin"
+SINGLE = "multiconnect-compose.yml"
+SINGLE_SERVICES = {"db", "gateway", "waweb", "master1", "master2", "wacore1", "wacore2",
+                   "wacore3"}
+BRING_UP = 120.0  # seconds: every bring-up wait (measured ≈ 20 s on a 2-core machine)
+# the CI preset (multiconnect.timing "ci"), for scenarios that measure a bound
+CI_TIMING = {"WA_HEARTBEAT_INTERVAL": "1", "WA_UNHEALTHY_INTERVAL": "3",
+             "WA_DB_MONITOR_SCALE": "0.05", "WA_MASTER_LEASE_TTL": "5",
+             "WA_GATEWAY_PING_TIMEOUT": "2"}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def versioned_images() -> dict[str, str]:
+    try:
+        compose_command()
+    except ComposeMissing as e:
+        pytest.fail(str(e), pytrace=False)
+    return ensure_versioned_images(ensure_engine())
+
+
+@pytest.fixture
+def run(versioned_images: dict[str, str]) -> Iterator[ComposeRun]:
+    with ComposeRun(hosts=["dbserver", "server-a", "server-b", "server-c"]) as r:
+        yield r
+        # no packet of the run was forwarded off its LAN (rule counters, no probe sent)
+        counters = egress_rule_counters(r.bridge)
+        assert len(counters) == 2, f"no-egress rules missing: {counters}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait(check: Callable[[], T], what: str, timeout: float = BRING_UP) -> T:
+    return wait_for(check, timeout=timeout, what=what, interval=0.5)
+
+
+def admin(url: str) -> ApiClient:
+    """An authenticated client; the first login changes the default password."""
+    api = ApiClient(url, "admin", "secret", timeout=3.0)
+
+    def attempt() -> bool:
+        try:
+            api.login(new_password=ADMIN_PASSWORD)
+        except ApiError as e:
+            if e.status != 401:
+                raise
+            api.password = ADMIN_PASSWORD
+            api.login()
+        return True
+
+    wait(attempt, f"admin login at {url}")
+    return api
+
+
+def delivered(gateway_url: str) -> dict[str, int]:
+    """message id → deliveries recorded by the gateway stand-in."""
+    out: dict[str, int] = {}
+    since = 0
+    for _ in range(1000):
+        body = requests.get(f"{gateway_url}/events", params={"since": since, "limit": 10000},
+                            timeout=3).json()
+        for e in body["events"]:
+            if e["type"] == "deliver":
+                out[e["id"]] = out.get(e["id"], 0) + 1
+        if not body["events"] or body["next"] == since:
+            return out
+        since = body["next"]
+    raise AssertionError("gateway event log did not end after 1000 pages")
+
+
+def message_round_trip(api: ApiClient, gateway_url: str, to: str = "19995550001",
+                       timeout: float = BRING_UP) -> str:
+    """Send until one message is accepted (201) and delivered at the gateway; its id."""
+    state: dict[str, str] = {}
+
+    def attempt() -> bool:
+        if "id" not in state:
+            r = api.send_text(to, "procedure check")
+            if r.status_code != 201:
+                return False
+            state["id"] = r.json()["messages"][0]["id"]
+        return state["id"] in delivered(gateway_url)
+
+    wait(attempt, "a message accepted (201) and delivered at the gateway", timeout)
+    return state["id"]
+
+
+def roles(api: ApiClient) -> dict[str, dict[str, Any]]:
+    return {name.split(":")[0]: r for name, r in roles_from_health(api.health()).items()}
+
+
+def single_server(run: ComposeRun, suffix: str = "single", **env: str) -> Project:
+    p = run.project(suffix, [SINGLE], **env)
+    p.up()
+    return p
+
+
+def ready_single(run: ComposeRun, p: Project) -> tuple[ApiClient, str]:
+    api = admin(f"http://{run.host_ip}:9090")
+    gw = f"http://{p.ip('gateway')}:8080"
+    message_round_trip(api, gw)
+    return api, gw
+
+
+# --------------------------------------------------------------------------- 1
+
+
+def test_single_server_up_ps_and_api(run: ComposeRun) -> None:
+    """1. ``up -d``; ``ps`` shows every service running; health, login and a message on 9090."""
+    p = single_server(run)
+    services = set(p.compose("config", "--services").stdout.split())
+    assert services == SINGLE_SERVICES
+    api, gw = ready_single(run, p)
+    running = set(p.compose("ps", "--services", "--filter", "status=running").stdout.split())
+    assert running == SINGLE_SERVICES, f"not running: {SINGLE_SERVICES - running}"
+    ps = p.compose("ps").stdout
+    for svc in SINGLE_SERVICES:
+        line = next((ln for ln in ps.splitlines() if f"_{svc}_1 " in ln), "")
+        assert " Up " in line, f"`ps` does not show {svc} up:\n{ps}"
+    assert f"{run.host_ip}:9090->9090/tcp" in ps
+    health = roles(api)
+    assert {n: r["role"] for n, r in health.items()} == {
+        "master1": health["master1"]["role"], "master2": health["master2"]["role"],
+        "wacore1": "coreapp", "wacore2": "coreapp", "wacore3": "coreapp"}
+    assert sorted(r["role"] for n, r in health.items() if n.startswith("master")) == [
+        "primary_master", "secondary_master"]
+    assert [n for n, r in health.items()
+            if r["role"] == "coreapp" and r["gateway_status"] == "connected"], health
+
+
+# --------------------------------------------------------------------------- 6
+
+
+def test_down_keeps_volumes_and_down_v_removes_them(run: ComposeRun) -> None:
+    """6. ``down`` keeps volumes (a later ``up`` sees the data); ``down -v`` removes them."""
+    p = single_server(run)
+    api, gw = ready_single(run, p)  # the admin password change is stored in the database
+    volumes = set(p.volumes())
+    assert {f"{p.name}_{v}" for v in ("mysqlData", "whatsappData", "whatsappMedia")} \
+        <= volumes, volumes
+    p.down()
+    assert p.containers() == [], "down left containers"
+    assert set(p.volumes()) == volumes, "down removed volumes"
+    p.up()
+    fresh = ApiClient(f"http://{run.host_ip}:9090", "admin", "secret", timeout=3.0)
+
+    def default_refused() -> bool:
+        try:
+            fresh.login()
+        except ApiError as e:
+            return e.status == 401
+        return False
+
+    wait(default_refused, "the default password refused after down/up (the change was kept)")
+    api = ApiClient(f"http://{run.host_ip}:9090", "admin", ADMIN_PASSWORD, timeout=3.0)
+    wait(lambda: bool(api.login()), "login with the password set before `down`")
+    message_round_trip(api, f"http://{p.ip('gateway')}:8080")
+    p.down(volumes=True)
+    assert p.containers() == []
+    assert p.volumes() == [], "down -v kept volumes"
+
+
+# --------------------------------------------------------------------------- 7
+
+
+def test_logs_to_debug_output_has_every_service(run: ComposeRun) -> None:
+    """7. ``docker-compose logs > debug_output.txt`` contains every service's lines."""
+    p = single_server(run)
+    ready_single(run, p)
+    cmd = " ".join(p.command("logs", "--no-color")) + " > debug_output.txt"
+    subprocess.run(cmd, shell=True, cwd=run.dir, env={**run.base_env(), **p.env},
+                   check=True, timeout=60)
+    text = (run.dir / "debug_output.txt").read_text()
+    for svc in SINGLE_SERVICES:
+        lines = [ln for ln in text.splitlines() if ln.startswith(f"{svc}_1 ")]
+        assert lines, f"debug_output.txt has no line of {svc}"
+    assert "ready for connections" in text  # db
+    assert "became primary master" in text  # a master
+    assert "connected to gateway for shard 0" in text  # a coreapp
+    assert "webapp waweb ready" in text  # webapp

@@ -44,6 +44,8 @@ OPTIONS: list[tuple[str, str, Any, str]] = [
     ("media", "str", "nfs", f"media store: {', '.join(MEDIA_BACKENDS)}"),
     ("db_image", "str", "", "use this db image instead of building MariaDB"),
     ("node_image", "str", "", "use this node image instead of building it"),
+    ("test_break", "str", "", "a deliberately broken build of the roles, for mutation "
+     "checks only: never-self-fence, promote-on-primary-miss"),
     ("artifacts", "str", "reports/artifacts", "where histories and logs are written"),
 ]
 
@@ -61,6 +63,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds of random faults per chaos run (default 120)")
     group.addoption("--chaos-faults", default="", dest="chaos_faults",
                     help="comma-separated fault kinds for chaos runs (default: all)")
+    group.addoption("--chaos-runs", type=int, default=1, dest="chaos_runs",
+                    help="independent chaos runs, seeds seed, seed+1, … (with -n N, N "
+                         "clusters run at once)")
+    group.addoption("--chaos-steps", default="", dest="chaos_steps",
+                    help="replay only these steps of the seed's schedule (printed by "
+                         "shrinking), e.g. 0,3,7")
+    group.addoption("--chaos-shrink", type=float, default=600.0, dest="chaos_shrink",
+                    help="seconds to spend shrinking a failing schedule (0: off; default 600)")
+    group.addoption("--chaos-soak", action="store_true", dest="chaos_soak",
+                    help="soak mode: sample every node's memory and open fds, fail on "
+                         "steady growth")
+    group.addoption("--chaos-soak-interval", type=float, default=10.0,
+                    dest="chaos_soak_interval", help="seconds between soak samples (10)")
     group.addoption("--mc-keep-failed", action="store_true", dest="mc_keep_failed",
                     help="keep a failed test's cluster running for inspection "
                          "(remove it with: python -m harness down --run-id ID)")
@@ -78,6 +93,25 @@ def pytest_configure(config: pytest.Config) -> None:
             base_topology(config)
         except SpecError as e:
             raise pytest.UsageError(str(e)) from None
+        from .chaos import ChaosOptionError
+        try:
+            _validate_chaos_options(config)
+        except ChaosOptionError as e:
+            raise pytest.UsageError(str(e)) from None
+
+
+def _validate_chaos_options(config: pytest.Config) -> None:
+    """Refuse bad chaos options before any cluster starts."""
+    from .chaos import ChaosOptionError, parse_kinds, parse_steps
+
+    parse_kinds(config.getoption("chaos_faults"))
+    parse_steps(config.getoption("chaos_steps"))
+    for name, low in (("chaos_runs", 1), ("chaos_duration", 1e-9), ("chaos_shrink", 0),
+                      ("chaos_soak_interval", 1e-9)):
+        value = config.getoption(name)
+        if value < low:
+            raise ChaosOptionError(name.replace("_", "-"), value,
+                                   f"a number >= {low:g}" if low else "a number >= 0")
 
 
 SUMMARY = pytest.StashKey[list]()
@@ -107,7 +141,7 @@ def base_topology(config: pytest.Config) -> Topology:
         masters=as_int("masters"), coreapps=as_int("coreapps"), webapps=as_int("webapps"),
         shards=as_int("shards"), timing=_setting(config, "timing"),
         db_engine=_setting(config, "db_engine"), media=_setting(config, "media"),
-        images=images)
+        images=images, test_break=_setting(config, "test_break"))
 
 
 @pytest.fixture

@@ -1,89 +1,69 @@
-"""Nightly chaos: a seeded random fault schedule under continuous traffic on every shard,
-judged by the safety checkers over the whole history and by liveness after the final heal.
+"""Nightly chaos: seeded random fault schedules under continuous traffic on every shard,
+judged by the safety checkers over the whole run and by liveness after the final heal.
 
-Replay a run with the command printed on failure (same seed, duration and fault kinds give
-the identical schedule; toxiproxy's own randomness — jitter — is not seeded, see
-ENVIRONMENT.md).
+Every run prints its seed and one replay command (same seed, duration, kinds and topology
+give the identical schedule; toxiproxy's own randomness — jitter — is not seeded, see
+ENVIRONMENT.md). A failing run is shrunk on the same cluster (``--chaos-shrink`` seconds, best
+effort) and the smallest failing subset of its steps gets a replay command of its own
+(``--chaos-steps``). ``--chaos-runs N`` runs N independent clusters (seeds seed…seed+N-1; with
+``-n N`` from pytest-xdist, at once). ``--chaos-soak`` also samples each node's memory and
+open fds and fails on steady growth.
 """
 
 from __future__ import annotations
 
-import random
-import shlex
-import time
-from functools import partial
-
 import pytest
 from helpers import label
 
-from harness import bounds
-from harness.checkers import no_duplicates, no_lost_acks, primary_masters, single_connected
-from harness.nemesis.schedule import ALL_KINDS, random_schedule, run_schedule
+from harness.chaos import ChaosOptions, ChaosRunner, replay_command, safety_checks
 from harness.verdict import judge
-from harness.wait import WaitTimeout, wait_for
 
 pytestmark = [pytest.mark.chaos, pytest.mark.nightly]
 
 
-def _kinds(config) -> list[str]:
-    raw = config.getoption("chaos_faults")
-    kinds = [k.strip() for k in raw.split(",") if k.strip()] if raw else list(ALL_KINDS)
-    bad = [k for k in kinds if k not in ALL_KINDS]
-    if bad:
-        raise pytest.UsageError(f"--chaos-faults: unknown kind(s) {bad}; known: "
-                                + ", ".join(ALL_KINDS))
-    return kinds
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "chaos_run" in metafunc.fixturenames:
+        n = max(1, metafunc.config.getoption("chaos_runs"))
+        metafunc.parametrize("chaos_run", range(n), ids=[f"run{i}" for i in range(n)])
 
 
-def replay_command(request, seed: int, duration: float, kinds: list[str]) -> str:
-    t = request.getfixturevalue("mc_topology")
-    args = ["python", "-m", "pytest", request.node.nodeid, "-m", "chaos",
-            f"--chaos-seed={seed}", f"--chaos-duration={duration:g}",
-            f"--chaos-faults={','.join(kinds)}", f"--mc-masters={t.masters}",
-            f"--mc-coreapps={t.coreapps}", f"--mc-shards={t.shards}",
-            f"--mc-webapps={t.webapps}"]
-    return " ".join(shlex.quote(a) for a in args)
+def _replay_id(request: pytest.FixtureRequest) -> str:
+    """The node id of run 0: a replay is always one run with the printed seed."""
+    return request.node.nodeid.split("[")[0] + "[run0]"
 
 
 @pytest.mark.topology(coreapps=3, shards=2)
-def test_random_fault_schedule(request, cluster, history, nemesis, workload, mc_artifacts,
+def test_random_fault_schedule(request, chaos_run, cluster, history, nemesis, mc_artifacts,
                                record_figures):
     """Random faults (overlapping, up to two at once) for --chaos-duration seconds; then all
     healed. Safety over the whole run: one connected coreapp per shard at every instant, no
-    acknowledged message lost, no duplicate delivery; liveness: one primary master and one
-    connected coreapp per shard within a bound after the final heal."""
+    acknowledged message lost, no duplicate delivery, one primary master at the end;
+    liveness: one primary master and one connected coreapp per shard within a bound after
+    the final heal; soak mode: no steady growth of memory or fds."""
     label("chaos", "random schedules", "seeded random fault schedule")
-    config = request.config
-    seed = config.getoption("chaos_seed")
-    if seed is None:
-        seed = random.SystemRandom().randrange(2**31)
-    duration = config.getoption("chaos_duration")
-    kinds = _kinds(config)
-    replay = replay_command(request, seed, duration, kinds)
-    print(f"[chaos] seed {seed}; replay: {replay}")
-    schedule = random_schedule(seed, duration, kinds, cluster.spec)
-    t = cluster.spec.timing
-    settle = float(bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                             t.gateway_ping_timeout)) + t.lease_ttl + 10
-    live_error = None
-    with workload.running():
-        run_schedule(nemesis, schedule, max_time=duration + 30)
-        healed_at = time.monotonic()
-        try:
-            wait_for(cluster.ready_state, timeout=settle,
-                     what="one primary master and one connected coreapp per shard")
-        except WaitTimeout as e:
-            live_error = str(e)
-        recovered = time.monotonic() - healed_at
-        time.sleep(3)
+    opts = ChaosOptions.from_config(request.config, chaos_run)
+    topology = cluster.spec
+    replay = replay_command(_replay_id(request), opts, topology)
+    print(f"\n[chaos] seed {opts.seed}; replay: {replay}")
+    schedule = opts.schedule(topology)
+    kept = opts.steps if opts.steps is not None else tuple(range(len(schedule)))
+    runner = ChaosRunner(cluster, history, nemesis, opts)
+    first = runner.execute(schedule.subset(kept))
+    lines = [f"replay: {replay}"]
+    if first.failures() and opts.shrink_budget > 0 and len(kept) > 1:
+        print(f"[chaos] failed ({', '.join(first.failures())}); shrinking "
+              f"{len(kept)} steps for at most {opts.shrink_budget:g} s")
+        shrunk = runner.shrink(schedule, kept, first)
+        lines.append(shrunk.summary(len(kept)))
+        lines.append("replay the smallest failing schedule: "
+                     + replay_command(_replay_id(request), opts, topology, shrunk.indices))
     try:
-        judge(history.events(), [
-            single_connected, no_lost_acks, partial(no_duplicates, allow="indeterminate"),
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title=f"chaos seed {seed}", extra_figures={"seed": seed,
-                                                      "recovery": round(recovered, 2),
-                                                      "faults": len(schedule)})
-        assert live_error is None, f"CHECK FAILED: no recovery after the final heal: {live_error}"
+        judge(first.events, safety_checks(opts.soak), artifacts=mc_artifacts,
+              secrets=cluster.secrets(), record=record_figures,
+              title=f"chaos seed {opts.seed}",
+              extra_figures={"seed": opts.seed, "faults": first.faults,
+                             "recovery": first.recovered})
+        assert first.live_error is None, \
+            f"CHECK FAILED: no recovery after the final heal: {first.live_error}"
     except AssertionError as e:
-        raise AssertionError(f"{e}\nreplay: {replay}") from None
+        raise AssertionError("\n".join([str(e), *lines])) from None

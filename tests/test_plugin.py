@@ -549,6 +549,22 @@ def test_invalid_shards_option_is_a_usage_error(project: pytest.Pytester) -> Non
     assert "failed" not in res.stdout.str()
 
 
+@pytest.mark.parametrize("args, named", [
+    (["--chaos-faults", "kill,meteor"], "--chaos-faults='meteor'"),
+    (["--chaos-steps", "1,x"], "--chaos-steps='1,x'"),
+    (["--chaos-runs", "0"], "--chaos-runs=0"),
+    (["--chaos-shrink", "-1"], "--chaos-shrink=-1.0"),
+    (["--mc-test-break", "sometimes"], "'test_break' = 'sometimes'"),
+])
+def test_bad_chaos_options_are_refused_before_anything_runs(project: pytest.Pytester, args,
+                                                             named) -> None:
+    project.makepyfile(test_plain="def test_never_runs():\n    assert False\n")
+    res = run(project, *args)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert named in res.stderr.str()
+    assert "failed" not in res.stdout.str()
+
+
 def test_topology_marker_option_and_ini(project: pytest.Pytester) -> None:
     project.makeini("[pytest]\nmc_timing = documented\n")
     project.makepyfile(test_topology=TOPOLOGY)

@@ -14,6 +14,7 @@ from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose
 from harness.checkers.connections import Connection, connections, single_connected
 from harness.checkers.downtime import Outage, downtime, outages
 from harness.checkers.faults import FaultWindow, fault_windows, find_fault
+from harness.checkers.growth import no_steady_growth
 from harness.checkers.masters import primary_masters
 from harness.checkers.media import media
 from harness.checkers.messages import no_duplicates, no_lost_acks
@@ -31,12 +32,14 @@ CHECKERS = {
     "primary_masters": primary_masters,
     "availability": availability,
     "recovery": recovery,
+    "no_steady_growth": no_steady_growth,
 }
 
 __all__ = [
     "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
     "availability", "recovery",
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
-    "no_duplicates", "no_lost_acks", "no_promotion", "outages", "pair_ops", "prepare",
+    "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
+    "pair_ops", "prepare",
     "primary_masters", "promotion", "single_connected",
 ]

@@ -78,6 +78,15 @@ class Schedule(list):
     def to_dicts(self) -> list[dict[str, Any]]:
         return [s.to_dict() for s in self]
 
+    def subset(self, indices: Iterable[int]) -> Schedule:
+        """The steps at ``indices`` (each at its original time), same seed."""
+        idx = sorted(set(indices))
+        bad = [i for i in idx if not 0 <= i < len(self)]
+        if bad:
+            raise IndexError(f"steps {bad} not in this schedule of {len(self)} steps "
+                             f"(0-{len(self) - 1})")
+        return Schedule((self[i] for i in idx), seed=self.seed)
+
 
 def sequence(*items: tuple[Fault, float] | Fault, gap: float = 5.0, start: float = 0.0,
              duration: float = 10.0) -> Schedule:

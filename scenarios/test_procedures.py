@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import pymysql
 import pytest
 import requests
 
@@ -212,3 +213,90 @@ def test_logs_to_debug_output_has_every_service(run: ComposeRun) -> None:
     assert "became primary master" in text  # a master
     assert "connected to gateway for shard 0" in text  # a coreapp
     assert "webapp waweb ready" in text  # webapp
+
+
+# --------------------------------------------------------------------------- 2, 3
+
+
+def db_rows(host: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of one query, as root on the compose database (db.env's root password)."""
+    conn = pymysql.connect(host=host, port=3306, user="root", password="compose-Root-1",
+                           database="waent", connect_timeout=3, read_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def multi_server(run: ComposeRun, master_ports: str) -> dict[str, Project]:
+    """The database and gateway stand-ins on ``dbserver``, then master (server-a), webapp
+    (server-c), each a compose project of its own, as on separate machines."""
+    run.edit("db.env", "WA_DB_HOSTNAME=db\n", "WA_DB_HOSTNAME=dbserver\n")
+    common = {**CI_TIMING, "WA_GATEWAY_ADDRESS": "dbserver:5222"}
+    infra = run.project("dbserver", ["stand-ins.yml"])
+    infra.up()
+    wait(lambda: db_rows(run.host_ip, "SELECT 1"), "the database on dbserver:3306")
+    master = run.project("server-a", ["multiconnect-master.yml"], EXTERNAL_HOSTNAME="server-a",
+                         COREAPP_EXTERNAL_PORTS=master_ports, **common)
+    webapp = run.project("server-c", ["multiconnect-webapp.yml"], EXTERNAL_HOSTNAME="server-c",
+                         **common)
+    master.up()
+    webapp.up()
+    return {"dbserver": infra, "server-a": master, "server-c": webapp}
+
+
+def coreapp_server(run: ComposeRun, suffix: str, **env: str) -> Project:
+    return run.project(suffix, ["multiconnect-coreapp.yml"], EXTERNAL_HOSTNAME="server-b",
+                       WA_GATEWAY_ADDRESS="dbserver:5222", **CI_TIMING, **env)
+
+
+def registered(run: ComposeRun) -> dict[str, tuple[str, str]]:
+    """node name → (address, heartbeat address) from the nodes table."""
+    return {n: (a, h) for n, a, h in db_rows(
+        run.host_ip, "SELECT name, address, heartbeat_address FROM nodes")}
+
+
+def test_per_role_files_as_three_servers_form_one_cluster(run: ComposeRun) -> None:
+    """2. master (server-a, 6250-6253), coreapp (server-b, 6350-6353), webapp (server-c)."""
+    servers = multi_server(run, master_ports="6250-6253")
+    core = coreapp_server(run, "server-b", COREAPP_EXTERNAL_PORTS="6350-6353")
+    core.up()
+    api = admin(f"http://{run.host_ip}:9090")
+    message_round_trip(api, f"http://{run.host_ip}:8080")
+    nodes = registered(run)
+    assert nodes["server-a"] == ("server-a:6250", "server-a:6253"), nodes
+    assert nodes["server-b"] == ("server-b:6350", "server-b:6353"), nodes
+    assert "server-c" in nodes, nodes
+    health = roles(api)
+    assert health["server-a"]["role"] == "primary_master", health
+    assert health["server-b"] == {"role": "coreapp", "gateway_status": "connected"}, health
+    published = core.compose("port", "wacore", "6253").stdout.strip()
+    assert published == f"{run.host_ip}:6353", published
+    assert servers["server-c"].compose("port", "waweb", "9090").stdout.strip() == \
+        f"{run.host_ip}:9090"
+
+
+def test_two_instances_of_a_role_clash_then_work_with_port_range(run: ComposeRun) -> None:
+    """3. a second coreapp on server-b fails on a port clash with the default range and
+    joins the cluster with ``COREAPP_EXTERNAL_PORTS=6350-6353`` ("6350-6353:6250-6253")."""
+    multi_server(run, master_ports="6550-6553")
+    first = coreapp_server(run, "server-b")
+    first.up()
+    api = admin(f"http://{run.host_ip}:9090")
+    message_round_trip(api, f"http://{run.host_ip}:8080")
+    second = coreapp_server(run, "server-b-2", WA_NODE_NAME="server-b-2")
+    res = second.up(check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, f"a second instance on the default ports started:\n{out}"
+    assert "port is already allocated" in out or "address already in use" in out, out
+    assert "server-b-2" not in registered(run)
+    second.down(volumes=True)
+    second.env["COREAPP_EXTERNAL_PORTS"] = "6350-6353"
+    second.up()
+    wait(lambda: registered(run).get("server-b-2") == ("server-b:6350", "server-b:6353"),
+         "the second instance registered at server-b:6350 / 6353")
+    wait(lambda: roles(api).get("server-b-2", {}).get("role") == "coreapp",
+         "the second instance in /v1/health")
+    assert roles(api)["server-b"]["gateway_status"] == "connected"

@@ -201,6 +201,9 @@ class ChaosRunner:
         finally:
             if sampler:
                 sampler.stop()
+        if sampler and sampler.polls and not sampler.samples:
+            raise RuntimeError(f"soak mode: {sampler.polls} polls recorded no sample (docker "
+                               "top / host /proc unreadable?); the growth check would be empty")
         events = [e for e in self.history.events() if e.index >= mark]
         start = next((e.time for e in events if e.f == "schedule"), None)
         ex = Execution(events, start, recovered, live_error,

@@ -35,10 +35,10 @@ def read_proc(pid: int, proc: Path = Path("/proc")) -> tuple[int, int]:
 def node_pid(top: dict) -> int | None:
     """The ``python3 -m multiconnect`` process in a ``docker top`` answer."""
     titles = top.get("Titles") or []
-    try:
-        pid_col, cmd_col = titles.index("PID"), titles.index("CMD")
-    except ValueError:
+    cmd_title = next((t for t in ("CMD", "COMMAND") if t in titles), None)
+    if "PID" not in titles or cmd_title is None:
         return None
+    pid_col, cmd_col = titles.index("PID"), titles.index(cmd_title)
     for row in top.get("Processes") or []:
         if "multiconnect" in row[cmd_col] and "tini" not in row[cmd_col] \
                 and "docker-init" not in row[cmd_col]:
@@ -60,6 +60,7 @@ class SoakSampler(Poller):
                                + os.environ["DOCKER_HOST"])
         self.containers = containers
         self.history = history
+        self.samples = 0
 
     def poll(self) -> None:
         for name, container in self.containers():
@@ -72,3 +73,4 @@ class SoakSampler(Poller):
                 continue
             self.history.append(PROCESS, "info", "sample",
                                 {"node": name, "pid": pid, "rss": rss, "fds": fds})
+            self.samples += 1

@@ -72,6 +72,10 @@ def test_node_pid_picks_the_role_process_not_init():
         ["1017", "python3 -m multiconnect coreapp"]]}
     assert node_pid(top) == 1017
     assert node_pid({"Titles": ["PID", "CMD"], "Processes": []}) is None
+    ps_args = {"Titles": ["PID", "COMMAND"], "Processes": [  # docker top -eo pid,args
+        ["5274", "/sbin/docker-init -- python3 -m multiconnect gateway"],
+        ["5302", "python3 -m multiconnect gateway"]]}
+    assert node_pid(ps_args) == 5302
 
 
 def test_read_proc_reads_this_process():

@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,9 @@ def test_chaos_run_catches_never_self_fence_and_replays(tmp_path):
     assert shrunk, "a failing run prints the shrunk schedule's replay command"
     replay = shlex.split(shrunk[-1])
     assert "--mc-test-break=never-self-fence" in replay
+    t0 = time.monotonic()
     again = run_pytest([*replay[1:], "--chaos-shrink=0"], tmp_path / "replay", timeout=600)
+    print(f"[chaos] the shrunk replay ran in {time.monotonic() - t0:.1f} s "
+          f"(exit {again.returncode})")
     assert again.returncode == 1, "the printed replay command did not reproduce the failure"
     assert "single_connected" in again.stdout

@@ -124,6 +124,24 @@ def roles(api: ApiClient) -> dict[str, dict[str, Any]]:
     return {name.split(":")[0]: r for name, r in roles_from_health(api.health()).items()}
 
 
+def wait_default_refused(run: ComposeRun) -> None:
+    """Wait for the webapp to answer; the default password must be refused (401): the
+    password change made before is in the database."""
+    fresh = ApiClient(f"http://{run.host_ip}:9090", "admin", "secret", timeout=3.0)
+
+    def answer() -> int:
+        try:
+            fresh.login()
+        except ApiError as e:
+            if e.status in (401, 200):
+                return e.status
+            raise
+        return 200
+
+    status = wait(answer, "the webapp answering a login with the default password")
+    assert status == 401, "the default password was accepted: the earlier change was lost"
+
+
 def single_server(run: ComposeRun, suffix: str = "single", **env: str) -> Project:
     p = run.project(suffix, [SINGLE], **env)
     p.up()
@@ -177,16 +195,7 @@ def test_down_keeps_volumes_and_down_v_removes_them(run: ComposeRun) -> None:
     assert p.containers() == [], "down left containers"
     assert set(p.volumes()) == volumes, "down removed volumes"
     p.up()
-    fresh = ApiClient(f"http://{run.host_ip}:9090", "admin", "secret", timeout=3.0)
-
-    def default_refused() -> bool:
-        try:
-            fresh.login()
-        except ApiError as e:
-            return e.status == 401
-        return False
-
-    wait(default_refused, "the default password refused after down/up (the change was kept)")
+    wait_default_refused(run)
     api = ApiClient(f"http://{run.host_ip}:9090", "admin", ADMIN_PASSWORD, timeout=3.0)
     wait(lambda: bool(api.login()), "login with the password set before `down`")
     message_round_trip(api, f"http://{p.ip('gateway')}:8080")
@@ -300,3 +309,48 @@ def test_two_instances_of_a_role_clash_then_work_with_port_range(run: ComposeRun
     wait(lambda: roles(api).get("server-b-2", {}).get("role") == "coreapp",
          "the second instance in /v1/health")
     assert roles(api)["server-b"]["gateway_status"] == "connected"
+
+
+# --------------------------------------------------------------------------- 5
+
+
+def upload(api: ApiClient, data: bytes) -> str:
+    r = api.upload_media(data, "application/octet-stream", timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()["media"][0]["id"]
+
+
+def test_external_volumes_keep_data_and_media_and_bind_mounts_work(run: ComposeRun) -> None:
+    """5. volumes attached with ``external: true`` keep earlier data and media across a new
+    install (``down -v`` leaves them); bind mounts to host paths hold the files."""
+    labels = {"mc.run": run.run_id, "mc.owner": run.owner}
+    for vol in ("mysql", "media"):
+        run.client.volumes.create(f"{run.run_id}-{vol}", labels=labels)
+    for key, vol in (("mysqlData", "mysql"), ("whatsappMedia", "media")):
+        run.edit(SINGLE, f"  {key}:\n    labels: *labels\n",
+                 f"  {key}:\n    external: true\n    name: {run.run_id}-{vol}\n")
+    data = b"procedure media " + run.run_id.encode() * 100
+    first = single_server(run, "first")
+    api, _ = ready_single(run, first)
+    media_id = upload(api, data)
+    first.down(volumes=True)
+    names = {v.name for v in run.client.volumes.list(filters={"label": f"mc.run={run.run_id}"})}
+    assert {f"{run.run_id}-mysql", f"{run.run_id}-media"} <= names, "down -v removed an " \
+        "external volume"
+
+    second = single_server(run, "second")  # a new install on the kept volumes
+    wait_default_refused(run)
+    api, _ = ready_single(run, second)
+    got = api.get_media(media_id, timeout=10)
+    assert got.status_code == 200 and got.content == data, "media of the first install lost"
+    second.down(volumes=True)
+
+    run.edit(SINGLE, "      - whatsappMedia:/usr/local/wamedia\n",
+             "      - ./wamedia:/usr/local/wamedia\n")
+    run.edit(SINGLE, "      - mysqlData:/var/lib/mysql\n", "      - ./mysql:/var/lib/mysql\n")
+    third = single_server(run, "third")
+    api, _ = ready_single(run, third)  # a blank database: the default password worked
+    media_id = upload(api, data)
+    assert (run.dir / "wamedia" / media_id).read_bytes() == data
+    assert (run.dir / "mysql" / "waent").is_dir(), "the database is not in the bind mount"
+    assert api.get_media(media_id, timeout=10).content == data

@@ -8,6 +8,8 @@ the host's LAN address (published ports) or at container IPs on that LAN.
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -17,6 +19,8 @@ import requests
 
 from harness.api import ApiClient, ApiError, roles_from_health
 from harness.compose import (
+    NEW_VERSION,
+    OLD_VERSION,
     ComposeMissing,
     ComposeRun,
     Project,
@@ -354,3 +358,130 @@ def test_external_volumes_keep_data_and_media_and_bind_mounts_work(run: ComposeR
     assert (run.dir / "wamedia" / media_id).read_bytes() == data
     assert (run.dir / "mysql" / "waent").is_dir(), "the database is not in the bind mount"
     assert api.get_media(media_id, timeout=10).content == data
+
+
+# --------------------------------------------------------------------------- 4
+
+
+class Traffic(threading.Thread):
+    """One sender: a message every ``period`` s until stopped (bounded by ``max_seconds``
+    and ``max_sends``); records (start time, status, id or None) per attempt."""
+
+    def __init__(self, url: str, period: float = 0.2, max_seconds: float = 400.0,
+                 max_sends: int = 4000) -> None:
+        super().__init__(daemon=True)
+        self.api = ApiClient(url, "admin", ADMIN_PASSWORD, timeout=2.0)
+        self.period, self.max_seconds, self.max_sends = period, max_seconds, max_sends
+        self.stop_event = threading.Event()
+        self.log: list[tuple[float, int, str | None]] = []
+
+    def run(self) -> None:
+        t_end = time.monotonic() + self.max_seconds
+        for k in range(self.max_sends):
+            if self.stop_event.is_set() or time.monotonic() > t_end:
+                return
+            t0 = time.monotonic()
+            status, mid = 0, None
+            try:
+                if self.api.token is None:
+                    self.api.login()
+                r = self.api.send_text(f"1999555{k % 1000:04d}", f"upgrade traffic {k}")
+                status = r.status_code
+                if status == 201:
+                    mid = r.json()["messages"][0]["id"]
+                elif status == 401:
+                    self.api.token = None
+            except (requests.RequestException, ApiError, ValueError):
+                status = 0
+            self.log.append((t0, status, mid))
+            self.stop_event.wait(max(0.0, self.period - (time.monotonic() - t0)))
+
+    def acked(self, since: float = 0.0) -> list[str]:
+        return [m for t, s, m in list(self.log) if s == 201 and m and t >= since]
+
+    def longest_gap(self, start: float, end: float) -> float:
+        """Longest time without an acknowledged send, over sends started in [start, end]."""
+        times = [t for t, s, _ in list(self.log) if s == 201]
+        before = [t for t in times if t < start]
+        inside = [t for t in times if start <= t <= end]
+        points = ([before[-1]] if before else [start]) + inside
+        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=end - start)
+
+
+def schema_version(p: Project) -> int:
+    return int(db_rows(p.ip("db"), "SELECT version FROM schema_version WHERE id = 1")[0][0])
+
+
+def logs_of(p: Project, *services: str) -> str:
+    return p.compose("logs", "--no-color", *services).stdout
+
+
+def test_upgrade_under_traffic_then_rollback_refused(run: ComposeRun) -> None:
+    """4. 0.1.0 → 0.2.0 (schema 1 → 2) by changing the image version and running ``up -d``
+    under traffic: the primary master upgrades the schema, the API is back within a bound
+    computed from the settings, no acknowledged message is lost. A rollback to 0.1.0 is
+    refused as the roles document it (a master never downgrades; old nodes wait)."""
+    h, u, scale, ttl, k = 1, 3, 0.05, 5.0, 2.0  # CI_TIMING
+    p = single_server(run, **CI_TIMING)
+    api, gw = ready_single(run, p)
+    assert schema_version(p) == 1
+    traffic = Traffic(f"http://{run.host_ip}:9090")
+    traffic.start()
+    try:
+        wait(lambda: len(traffic.acked()) >= 5, "5 messages acknowledged before the upgrade", 30)
+
+        # --- upgrade: the operator changes the image version in the file and runs up -d
+        run.edit(SINGLE, f"WA_IMAGE_TAG:-{OLD_VERSION}", f"WA_IMAGE_TAG:-{NEW_VERSION}")
+        t_up = time.monotonic()
+        p.up(timeout=180)
+        up_seconds = time.monotonic() - t_up
+        # recreate + new lease (T) + stale old registration (120·scale) + unhealthy (u) +
+        # ownership TTL (2h) + fence (K + 0.5) + two heartbeats + client margin (1.5)
+        bound = up_seconds + ttl + 120 * scale + u + 2 * h + k + 0.5 + 2 * h + 1.5
+        wait(lambda: traffic.acked(since=time.monotonic() - 1.0) and schema_version(p) == 2,
+             f"the API acknowledging messages again on schema 2 (bound {bound:.1f}s)",
+             timeout=bound)
+        t_back = time.monotonic()
+        gap = traffic.longest_gap(t_up, t_back)
+        print(f"upgrade: up -d {up_seconds:.1f}s, longest gap without an ack {gap:.1f}s, "
+              f"bound {bound:.1f}s")
+        assert gap <= bound, f"API down {gap:.1f}s > bound {bound:.1f}s"
+        masters = logs_of(p, "master1", "master2")
+        assert "upgrading schema 1 -> 2" in masters, masters[-3000:]
+        for svc in ("waweb", "master1", "master2", "wacore1", "wacore2", "wacore3"):
+            tags = p.containers(svc)[0].image.tags
+            assert f"mc-node:{NEW_VERSION}" in tags, f"{svc} runs {tags}"
+        assert db_rows(p.ip("db"), "SHOW TABLES LIKE 'message_stats'"), "no v2 table"
+
+        # --- rollback attempt: 0.1.0 code on a schema-2 database
+        run.edit(SINGLE, f"WA_IMAGE_TAG:-{NEW_VERSION}", f"WA_IMAGE_TAG:-{OLD_VERSION}")
+        p.up(timeout=180)
+        wait(lambda: "refusing to downgrade" in logs_of(p, "master1", "master2"),
+             "a 0.1.0 master refusing to downgrade schema 2", 60)
+        wait(lambda: all("schema version 2, this node needs 1" in logs_of(p, c)
+                         for c in ("wacore1", "wacore2", "wacore3")),
+             "every 0.1.0 coreapp waiting for its schema", 60)
+        t_old = time.monotonic()
+        time.sleep(ttl + 120 * scale)  # long enough for a promotion, were one to happen
+        assert schema_version(p) == 2, "the schema was downgraded"
+        acked_old = traffic.acked(since=t_old)
+        assert acked_old == [], f"0.1.0 nodes acknowledged {len(acked_old)} messages"
+        health = roles(api)
+        assert not any(r.get("gateway_status") == "connected" and r.get("role") == "coreapp"
+                       for r in health.values()), health
+
+        # --- forward again: the cluster comes back on 0.2.0
+        run.edit(SINGLE, f"WA_IMAGE_TAG:-{OLD_VERSION}", f"WA_IMAGE_TAG:-{NEW_VERSION}")
+        t_up = time.monotonic()
+        p.up(timeout=180)
+        wait(lambda: traffic.acked(since=t_up), "messages acknowledged on 0.2.0 again",
+             timeout=(time.monotonic() - t_up) + bound)
+    finally:
+        traffic.stop_event.set()
+        traffic.join(10)
+    acked = traffic.acked()
+    sent = delivered(gw)
+    lost = [m for m in acked if m not in sent]
+    print(f"upgrade: {len(traffic.log)} sends, {len(acked)} acknowledged, {len(lost)} lost")
+    assert len(acked) >= 10
+    assert lost == [], f"{len(lost)} acknowledged messages never delivered: {lost[:5]}"

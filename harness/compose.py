@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -130,22 +131,17 @@ def sweep_rules(progress: Progress = print_to_stderr) -> int:
     out = _iptables("-S", "DOCKER-USER").stdout.splitlines()
     removed = 0
     for line in out:
-        if f'"{RULE_COMMENT}:' not in line and f"{RULE_COMMENT}:" not in line:
+        if f"{RULE_COMMENT}:" not in line:
             continue
         bridge = line.split(f"{RULE_COMMENT}:", 1)[1].split()[0].strip('"')
         if Path(f"/sys/class/net/{bridge}").exists():
             continue
         spec = line.split(None, 2)[2]  # after "-A DOCKER-USER"
-        if _iptables("-D", "DOCKER-USER", *_split(spec)).returncode == 0:
+        if _iptables("-D", "DOCKER-USER", *shlex.split(spec)).returncode == 0:
             removed += 1
     if removed:
         progress(f"[compose] swept {removed} stale DOCKER-USER rules")
     return removed
-
-
-def _split(spec: str) -> list[str]:
-    import shlex
-    return shlex.split(spec)
 
 
 # --------------------------------------------------------------------------- projects

@@ -15,6 +15,7 @@ import pytest
 
 from multiconnect.clock import FakeClock
 from multiconnect.core.ownership import (
+    GATEWAY_ENDED,
     Close,
     Confirm,
     Connect,
@@ -27,6 +28,7 @@ from multiconnect.core.ownership import (
 TTL = 10.0         # F = 2·h with h = 5
 CONFIRM = 2.5      # h / 2
 PING = 2.0         # K / 4 with a K of 8 (distinct from CONFIRM on purpose)
+K = 8.0            # the gateway keepalive
 BACKOFF = 0.25     # exact in binary; the default 0.2 is tested separately
 EPS = 2.0 ** -10
 START = 1000.0
@@ -36,7 +38,7 @@ def make_core(**kw) -> OwnershipCore:
     """Boundary tests use rate_safety 1 so deadlines are exact sums; the default (0.9, the
     clock-rate allowance) has its own test below."""
     params = {"node": "coreapp-1", "ttl": TTL, "confirm_period": CONFIRM,
-              "ping_period": PING, "connect_backoff": BACKOFF, "rate_safety": 1.0}
+              "ping_period": PING, "keepalive": K, "connect_backoff": BACKOFF, "rate_safety": 1.0}
     params.update(kw)
     return OwnershipCore(**params)
 
@@ -300,8 +302,8 @@ def test_row_gone_while_disconnected_closes_nothing(core, clock):
 def test_reassignment_closes_before_any_new_connect(core, clock, new_row):
     connect(core, clock, shard=0, epoch=1)
     goto(clock, core.next_confirm)
-    core.tick(clock.now)
-    sent_at = clock.now
+    assert of(core.tick(clock.now), Ping)  # the last write on the old connection
+    sent_at = last_write = clock.now
     clock.advance(0.25)
     actions = core.confirmed(sent_at, clock.now, new_row)
     assert len(of(actions, Close)) == 1 and not of(actions, Connect)
@@ -317,9 +319,12 @@ def test_reassignment_closes_before_any_new_connect(core, clock, new_row):
         assert not of(acts, Close), "one Close per connection"
     down_at = clock.now
     assert not of(core.gateway_down(down_at, "closed by us"), Connect)
-    goto(clock, down_at + BACKOFF - EPS)
+    # our own close may leave a ghost of the shard-0 connection at the gateway: another
+    # shard connects after the backoff, shard 0 again only once the keepalive dropped it
+    reconnect = down_at + BACKOFF if new_row.shard != 0 else last_write + K + 0.5
+    goto(clock, reconnect - EPS)
     assert not of(core.tick(clock.now), Connect)
-    goto(clock, down_at + BACKOFF)
+    goto(clock, reconnect)
     assert of(core.tick(clock.now), Connect) == [Connect(new_row.shard, new_row.epoch)]
 
 
@@ -331,13 +336,16 @@ def test_reassignment_while_connecting_closes_the_late_old_connection(core, cloc
     actions = core.confirmed(clock.now, clock.now, OwnedRow(0, 2, False))
     assert len(of(actions, Close)) == 1 and not of(actions, Connect)
     clock.advance(0.25)
-    late = core.gateway_up(clock.now, 1)  # the epoch-1 connection completes anyway
+    up_at = clock.now
+    late = core.gateway_up(up_at, 1)  # the epoch-1 connection completes anyway
     assert len(of(late, Close)) == 1
     assert not core.may_send(0, clock.now)
     clock.advance(0.25)
     down_at = clock.now
     assert not of(core.gateway_down(down_at, "closed"), Connect)
     goto(clock, down_at + BACKOFF)
+    assert not of(core.tick(clock.now), Connect)  # its connect may linger at the gateway
+    goto(clock, up_at + K + 0.5)
     assert of(core.tick(clock.now), Connect) == [Connect(0, 2)]
 
 
@@ -416,7 +424,8 @@ def test_gateway_down_reconnects_only_after_backoff(core, clock):
 
 
 def test_default_backoff_is_positive_and_respected(clock):
-    core = OwnershipCore(node="coreapp-1", ttl=TTL, confirm_period=CONFIRM, ping_period=PING)
+    core = OwnershipCore(node="coreapp-1", ttl=TTL, confirm_period=CONFIRM, ping_period=PING,
+                         keepalive=K)
     connect(core, clock)
     down_at = clock.now
     core.gateway_down(down_at, "timeout")
@@ -438,6 +447,131 @@ def test_gateway_down_after_validity_lapsed_waits_for_a_confirmation(core, clock
     core.confirmed(confirm_sent, clock.now, OwnedRow(0, 1, False))  # the hung one returns
     assert core.gateway is Gateway.CONNECTING
     assert core.valid_until == confirm_sent + TTL
+
+
+# -- the ghost wait (docs/simulator.md finding 5) ---------------------------------------------
+
+GHOST = K + 0.5    # K + ghost_margin, at rate_safety 1
+
+
+ROW = OwnedRow(0, 1, False)
+
+
+def hold(core: OwnershipCore, clock: FakeClock, t: float, row: OwnedRow = ROW) -> float:
+    """Advance to ``t`` answering every confirmation at once with ``row`` (ownership stays
+    valid); no Connect on the way."""
+    for _ in range(100):
+        if core.confirming:  # one issued by an earlier tick
+            assert not of(core.confirmed(clock.now, clock.now, row), Connect)
+        if core.next_confirm >= t:
+            return goto(clock, t)
+        goto(clock, max(clock.now, core.next_confirm))
+        assert not of(core.tick(clock.now), Connect)
+    raise AssertionError("hold: no progress")
+
+
+def ping_once(core: OwnershipCore, clock: FakeClock) -> float:
+    """Advance to the next ping; returns its (write) time."""
+    goto(clock, core.next_ping)
+    acts = core.tick(clock.now)
+    assert of(acts, Ping)
+    return clock.now
+
+
+@pytest.mark.parametrize("reason", ["closed", "error: ConnectionResetError()"])
+def test_an_end_we_caused_waits_for_the_keepalive_from_the_last_write(core, clock, reason):
+    """A failed ping / our own close: the gateway may still hold the connection (the FIN can
+    be lost), so no connect for that shard before last write + K + margin."""
+    connect(core, clock)
+    last = ping_once(core, clock)
+    clock.advance(PING / 2)  # the ping fails; the shell closes
+    down_at = clock.now
+    assert not of(core.gateway_down(down_at, reason), Connect)
+    assert core.next_deadline(down_at) <= last + GHOST  # never sleeps past the wait
+    hold(core, clock, last + GHOST - EPS)
+    assert down_at + BACKOFF < clock.now
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, last + GHOST)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+
+
+@pytest.mark.parametrize("reason", sorted(GATEWAY_ENDED))
+def test_an_end_by_the_gateway_reconnects_after_the_backoff(core, clock, reason):
+    connect(core, clock)
+    ping_once(core, clock)
+    down_at = clock.now + 0.125
+    assert not of(core.gateway_down(goto(clock, down_at), reason), Connect)
+    goto(clock, down_at + BACKOFF)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+    assert reason in ("kicked", "timeout", "eof")
+
+
+def test_a_send_after_the_last_ping_moves_the_wait(core, clock):
+    connect(core, clock)
+    ping_once(core, clock)
+    sent = clock.advance(0.5)
+    core.wrote(sent)  # the shell sends a message
+    core.wrote(sent - 0.25)  # an older write reported late changes nothing
+    down_at = clock.advance(0.25)
+    core.gateway_down(down_at, "closed")
+    hold(core, clock, sent + GHOST - EPS)
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, sent + GHOST)
+    assert of(core.tick(clock.now), Connect)
+
+
+def test_a_connect_that_did_not_complete_waits_from_its_end_unless_refused(core, clock):
+    """A timed-out connect may have registered at any time until it was given up; a refused
+    one wrote nothing."""
+    core.tick(clock.now)
+    assert core.confirmed(clock.now, clock.now, OwnedRow(0, 1, False)) == [Connect(0, 1)]
+    failed_at = clock.advance(2.0)
+    core.gateway_down(failed_at, "connect failed: no answer to connect in 2 s")
+    hold(core, clock, failed_at + GHOST - EPS)
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, failed_at + GHOST)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+    refused_at = clock.advance(0.125)
+    core.gateway_down(refused_at, "connect failed: refused", gateway_ended=True)
+    goto(clock, refused_at + BACKOFF)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+
+
+def test_the_ghost_wait_holds_for_that_shard_only_and_survives_other_connections(core, clock):
+    """Reassigned to another shard, the core connects there at once (a new owner never wrote
+    on that shard's connection: failover is not delayed); back on the first shard before its
+    ghost is gone, it waits for it."""
+    connect(core, clock, shard=0, epoch=1)
+    last = ping_once(core, clock)
+    core.tick(goto(clock, core.next_confirm))
+    actions = core.confirmed(clock.now, clock.now, OwnedRow(5, 2, False))
+    assert of(actions, Close)
+    down_at = clock.advance(0.125)
+    core.gateway_down(down_at, "closed")
+    goto(clock, down_at + BACKOFF)
+    assert of(core.tick(clock.now), Connect) == [Connect(5, 2)]
+    core.gateway_up(clock.advance(0.125), 2)
+    core.tick(goto(clock, core.next_confirm))
+    assert of(core.confirmed(clock.now, clock.now, OwnedRow(0, 3, False)), Close)
+    core.gateway_down(clock.advance(0.125), "kicked")  # shard 5's end leaves no ghost...
+    assert core.gateway is Gateway.DOWN and clock.now < last + GHOST
+    hold(core, clock, last + GHOST - EPS, OwnedRow(0, 3, False))  # ...shard 0's ghost counts
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, last + GHOST)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 3)]
+
+
+def test_the_ghost_wait_allows_for_a_clock_running_10_percent_fast(clock):
+    core = make_core(rate_safety=0.9)
+    connect(core, clock)
+    last = ping_once(core, clock)
+    core.gateway_down(clock.advance(1.0), "closed")
+    wait = (K + 0.5) / 0.9
+    hold(core, clock, last + wait - EPS)
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, last + wait)
+    assert of(core.tick(clock.now), Connect)
+    assert wait / 1.1 > K + 0.5 - 0.01  # ≥ K + margin of gateway time at rate 1.1
 
 
 # -- gateway_status ------------------------------------------------------------------------------
@@ -617,7 +751,8 @@ def test_random_walk_keeps_the_safety_invariants(seed):
 def test_default_rate_safety_keeps_the_local_deadline_inside_the_rows_validity():
     """fencing.md A1: clocks may run 10 % apart, so by default a confirmation lets the
     coreapp act for 0.9 × TTL of its own clock, never the full TTL the database records."""
-    core = OwnershipCore(node="coreapp-1", ttl=10.0, confirm_period=2.5, ping_period=2.0)
+    core = OwnershipCore(node="coreapp-1", ttl=10.0, confirm_period=2.5, ping_period=2.0,
+                         keepalive=8.0)
     assert core.rate_safety == 0.9
     core.tick(1000.0)
     core.confirmed(1000.0, 1000.1, OwnedRow(0, 1, False))

@@ -18,6 +18,7 @@ from dataclasses import replace
 import pytest
 
 from harness import bounds
+from multiconnect.core.ownership import Gateway
 from multiconnect.db import NotPrimary
 from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
@@ -156,9 +157,35 @@ def _concurrent_connect(gw_lead: float, heal_after: float = 0.0, seed: int = 1) 
 RACES = [(1, 0.0), (2, 2.5), (3, 5.0), (6, 0.0)]  # (seed, gw_lead) that hit the race
 
 
+def _no_ghost_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Switch off the ghost wait (finding 5): every gateway end counts as the gateway's own,
+    so the core reconnects after the short backoff as it did before."""
+    real = sim_coreapp.OwnershipCore.gateway_down
+
+    def gateway_down(self, now, reason, gateway_ended=False):
+        return real(self, now, reason, gateway_ended=True)
+
+    monkeypatch.setattr(sim_coreapp.OwnershipCore, "gateway_down", gateway_down)
+
+
+def _prefix_close(self):
+    """``_close`` before b77a90e: reports the gateway down although a connect is in flight."""
+    conn = self.conn
+    if conn is None:
+        self.execute(self.own.gateway_down(self.mono(), "closed"))
+        return
+    conn.close()
+    if self.conn is conn:
+        self._on_closed(conn)
+
+
 @pytest.mark.parametrize("seed,gw_lead", RACES)
-def test_regression_no_second_connect_while_one_is_in_flight(seed, gw_lead):
-    """Before the fix (b77a90e) the gateway saw two connections of coreapp-1 for shard 0."""
+def test_regression_no_second_connect_while_one_is_in_flight(seed, gw_lead, monkeypatch):
+    """Before the fix (b77a90e) the gateway saw two connections of coreapp-1 for shard 0.
+    The ghost wait (finding 5) alone also rules this race out (a close while a connect is in
+    flight waits K + margin > the connect timeout), so it is switched off here: these
+    interleavings check the in-flight rule on its own."""
+    _no_ghost_wait(monkeypatch)
     s = _concurrent_connect(gw_lead, seed=seed)
     v = s.run(120.0)
     assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
@@ -168,25 +195,84 @@ def test_regression_no_second_connect_while_one_is_in_flight(seed, gw_lead):
 
 
 def test_the_connect_race_scenario_has_teeth(monkeypatch):
-    """With the pre-fix ``_close`` (report the gateway down although a connect is in flight)
-    these interleavings end in a same-node conflict (at least half of them: timing changes in
-    the roles may move one)."""
-    def prefix_close(self):
-        conn = self.conn
-        if conn is None:
-            self.execute(self.own.gateway_down(self.mono(), "closed"))
-            return
-        conn.close()
-        if self.conn is conn:
-            self._on_closed(conn)
-
-    monkeypatch.setattr(sim_coreapp.CoreappProc, "_close", prefix_close)
+    """With the pre-fix ``_close`` (and the ghost wait off, as above) these interleavings end
+    in a same-node conflict (at least half of them: timing changes in the roles may move
+    one)."""
+    _no_ghost_wait(monkeypatch)
+    monkeypatch.setattr(sim_coreapp.CoreappProc, "_close", _prefix_close)
     hits = []
     for seed, lead in RACES:
         v = _concurrent_connect(lead, seed=seed).run(120.0)
         assert v is None or (v.kind == "conflict" and "same node" in v.detail), (seed, v)
         hits.append(v is not None)
     assert sum(hits) >= len(RACES) // 2, f"only {sum(hits)} of {len(RACES)} hit the race"
+
+
+def _lapse_during_reconnect(seed: int) -> tuple[Scenario, dict]:
+    """The race above with the ghost wait on. coreapp-1 (owner of shard 0) stops hearing the
+    gateway at 50 s: its ping fails, it waits out the ghost, its first reconnect times out,
+    it waits again. A confirmation is forced (as a master's ``check=1`` heartbeat does) 8 s
+    before its second attempt and the database is cut right after, so its ownership lapses
+    1 s into that attempt (0.9 F = 9 s); the database returns 0.1 s later, while the attempt
+    is still in flight. ``probe`` holds (connect in flight, valid, core gateway state) 1.9 s
+    into the attempt."""
+    s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2))
+    st: dict = {}
+
+    def proc(s: Scenario) -> sim_coreapp.CoreappProc:
+        return s.cl.hosts["coreapp-1"].proc
+
+    def force_confirm(s: Scenario) -> None:
+        p = proc(s)
+        if not p.own.confirming:
+            p.own.next_confirm = p.mono()
+            p.wake()
+
+    def probe(s: Scenario) -> None:
+        p = proc(s)
+        st["probe"] = (p.connect_in_flight, p.own.valid(p.mono()), p.own.gateway)
+
+    def poll(s: Scenario) -> None:
+        p = proc(s)
+        if not any("connect failed" in ln for ln in p.own.log):
+            s.at(s.world.now + 0.05, poll)
+            return
+        a2 = st["a2"] = p.host.virtual_at(p.own.reconnect_at())
+        s.at(a2 - 8.0, force_confirm)
+        s.at(a2 - 7.8, lambda s: st.__setitem__("db", s.cut("coreapp-1", "db")))
+        s.at(a2 + 1.1, lambda s: s.heal("coreapp-1", "db", st["db"]))
+        s.at(a2 + 1.9, probe)
+        s.at(a2 + 20.0, lambda s: s.heal("coreapp-1", "gateway", st["gw"]))
+
+    def lose_gateway(s: Scenario) -> None:
+        assert s.owner(0) == "coreapp-1"
+        st["gw"] = s.drop("coreapp-1", "gateway", "down")
+        s.at(50.1, poll)
+
+    s.at(50.0, lose_gateway)
+    return s, st
+
+
+@pytest.mark.parametrize("prefix", [False, True], ids=["roles", "ghost-wait-only"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lapse_during_a_reconnect_with_the_ghost_wait(seed, prefix, monkeypatch):
+    """The ownership lapses while a reconnect is in flight and is confirmed again before that
+    attempt ends — the state in which the pre-fix ``_close`` let a second connect out. With
+    the roles as they are the core stays CLOSING; with the pre-fix ``_close`` it is DOWN and
+    valid, and only the ghost wait keeps it from connecting: no conflict either way, and
+    coreapp-1 is back once the link heals."""
+    if prefix:
+        monkeypatch.setattr(sim_coreapp.CoreappProc, "_close", _prefix_close)
+    s, st = _lapse_during_reconnect(seed)
+    v = s.run(140.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
+    lapse = [ln for ln in s.trace_lines(st["a2"]) if "self-fence" in ln]
+    assert lapse and float(lapse[0].split()[0]) < st["a2"] + 2.0  # inside the attempt
+    in_flight, valid, state = st["probe"]
+    assert in_flight and valid
+    assert state is (Gateway.DOWN if prefix else Gateway.CLOSING)
+    c = s.cl.gateway.by_shard.get(0)
+    assert c is not None and c.node == "coreapp-1" == s.owner(0)
 
 
 def _slow_clock(rate: float, seed: int = 3, rate_safety: float | None = None) -> Scenario:
@@ -284,13 +370,28 @@ def test_gateway_blackhole_through_toxiproxy_leaves_no_ghost():
     assert c is not None and c.node == "coreapp-1"
 
 
-@pytest.mark.xfail(strict=True, reason="open (docs/simulator.md finding 5): in a real network "
-                   "the blackhole eats the FIN; the coreapp reconnects within K of its last "
-                   "ping and the gateway kicks its ghost connection (same-node conflict)")
 def test_gateway_blackhole_in_a_real_network_leaves_no_ghost():
+    """Finding 5 (docs/simulator.md): the blackhole eats the FIN too, so the gateway still
+    holds coreapp-1's old connection after the heal. The coreapp reconnects only once the
+    gateway's keepalive dropped that ghost (OwnershipCore: last write + (K + margin)/0.9),
+    not at once, which kicked the ghost (a same-node conflict)."""
     s = _gateway_blackhole("tcp", 6.0)
     v = s.run(100.0)
     assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
+    ev = [e for e in s.cl.gateway.events if e[0] >= 50.0 and e[3] == 0]
+    kinds = [e[1] for e in ev]
+    assert kinds[:2] == ["timeout", "connect"], ev  # the ghost timed out, then the reconnect
+    assert ev[0][4] == ev[1][4] == "coreapp-1" and ev[1][2] != ev[0][2]
+    c = s.cl.gateway.by_shard.get(0)
+    assert c is not None and c.node == "coreapp-1" and c.id == ev[1][2]
+
+
+def test_the_ghost_scenario_has_teeth(monkeypatch):
+    """Without the wait (every end treated as the gateway's own) the same interleaving
+    reconnects over the ghost: the gateway kicks it."""
+    _no_ghost_wait(monkeypatch)
+    v = _gateway_blackhole("tcp", 6.0).run(100.0)
+    assert v is not None and v.kind == "conflict" and "same node" in v.detail, v
 
 
 def test_ci_timing_schedules_keep_every_invariant():

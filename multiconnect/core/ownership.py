@@ -12,6 +12,18 @@ connects only after a confirmation at database time ≥ ``fence_until``, which p
 ``old valid_until + gateway keepalive + margin``: by then the old owner has closed its
 connection, or — if it was paused or cut off — the gateway has dropped it for missing pings
 (it pings only while valid). See docs/fencing.md.
+
+Reconnecting over a ghost. The gateway forgets a connection only when it ends it itself
+(kick, keepalive timeout, or the close reaching it). A connection that ended on our side for
+any other reason — our own close, a failed ping, a connect that timed out — may still be
+registered there: in a real network a blackhole eats the FIN as well as the data. A new
+connect for that shard would then kick our own ghost (a conflict). So after such an end the
+core does not connect to *that shard* again before ``last write + (K + ghost_margin) /
+rate_safety`` on its own clock: by then the gateway's keepalive (K since the last traffic it
+received, the write's transit being within the margin, A3) has dropped the ghost, even if this
+clock runs 10 % fast (A1). Ends the gateway made itself (``GATEWAY_ENDED``: kicked, timeout,
+EOF from its side) and refused connects leave no ghost. A coreapp that never wrote on a
+shard's connection (a new owner) is not delayed, so failover bounds are unchanged.
 """
 
 from __future__ import annotations
@@ -60,6 +72,10 @@ class Ping:
 
 Action = Confirm | Connect | Close | Ping
 
+# close reasons of a gateway connection (``GatewayConnection.close_reason``) that mean the
+# gateway itself ended it, so it holds no ghost of it
+GATEWAY_ENDED = frozenset({"kicked", "timeout", "eof"})
+
 
 @dataclass
 class OwnershipCore:
@@ -67,6 +83,7 @@ class OwnershipCore:
     ttl: float
     confirm_period: float
     ping_period: float
+    keepalive: float  # K: the gateway drops a connection it has heard nothing on for K
     rate_safety: float = 0.9  # clock rates may differ by 10 % (fencing.md, A1)
     shard: int | None = None
     epoch: int | None = None
@@ -79,6 +96,11 @@ class OwnershipCore:
     confirm_ttl: float = 0.0
     connect_not_before: float = -math.inf
     connect_backoff: float = 0.2
+    ghost_margin: float = 0.5  # transit of our last write (A3) and scheduling slack
+    conn_shard: int | None = None  # shard of the current (or last) connection attempt
+    connect_pending: bool = False  # a Connect issued, neither gateway_up nor _down yet
+    last_write: float = -math.inf  # last write known on the current connection (local)
+    ghost_until: dict[int, float] = field(default_factory=dict)  # shard -> no connect before
     log: list[str] = field(default_factory=list)
 
     # -- queries -----------------------------------------------------------------------
@@ -93,6 +115,11 @@ class OwnershipCore:
             and self.gateway is Gateway.UP
             and self.connected_epoch == self.epoch
         )
+
+    def reconnect_at(self) -> float:
+        """Earliest local time a connect for the current shard may start (backoff, ghost)."""
+        ghost = -math.inf if self.shard is None else self.ghost_until.get(self.shard, -math.inf)
+        return max(self.connect_not_before, ghost)
 
     def gateway_status(self) -> str:
         return {Gateway.UP: "connected", Gateway.CONNECTING: "connecting"}.get(
@@ -115,11 +142,16 @@ class OwnershipCore:
             and now >= self.connect_not_before
             and self.shard is not None
             and self.epoch is not None
+            and now >= self.ghost_until.get(self.shard, -math.inf)
         ):
             self.gateway = Gateway.CONNECTING
+            self.conn_shard = self.shard
+            self.connect_pending = True
+            self.last_write = now
             actions.append(Connect(self.shard, self.epoch))
         if self.gateway is Gateway.UP and self.valid(now) and now >= self.next_ping:
             self.next_ping = now + self.ping_period
+            self.last_write = max(self.last_write, now)
             actions.append(Ping())
         return actions
 
@@ -131,7 +163,7 @@ class OwnershipCore:
         if self.gateway in (Gateway.UP, Gateway.CONNECTING):
             candidates.append(self.valid_until)
         elif self.gateway is Gateway.DOWN and self.valid(now):
-            candidates.append(self.connect_not_before)
+            candidates.append(self.reconnect_at())
         return max(now, min(candidates + [now + 1.0]))
 
     # -- inputs --------------------------------------------------------------------------
@@ -165,7 +197,14 @@ class OwnershipCore:
         self.next_confirm = now + min(self.confirm_period, 0.5)
         return self.tick(now)
 
+    def wrote(self, now: float) -> None:
+        """The shell wrote on the gateway connection (a ping, a send) at ``now``."""
+        if now > self.last_write:
+            self.last_write = now
+
     def gateway_up(self, now: float, epoch: int) -> list[Action]:
+        self.connect_pending = False
+        self.last_write = max(self.last_write, now)  # the connect went out before its reply
         if self.gateway is not Gateway.CONNECTING or epoch != self.epoch or not self.valid(now):
             # ownership changed or lapsed while connecting: close at once
             self.gateway = Gateway.UP
@@ -176,13 +215,28 @@ class OwnershipCore:
         self.next_ping = now + self.ping_period
         return []
 
-    def gateway_down(self, now: float, reason: str) -> list[Action]:
-        """The connection ended or could not be opened; reconnect after a short backoff."""
+    def gateway_down(self, now: float, reason: str, gateway_ended: bool = False) -> list[Action]:
+        """The connection ended or could not be opened; reconnect after a short backoff.
+
+        ``reason`` in ``GATEWAY_ENDED`` (the gateway ended it itself) or ``gateway_ended``
+        (the shell knows it, e.g. the connect was refused): nothing of it is left there.
+        Otherwise the gateway may still hold it (a ghost): no new connect for its shard
+        before the last write + the keepalive (module docstring). A connect that did not
+        complete may have been written at any time until now."""
         self.gateway = Gateway.DOWN
         self.connect_not_before = now + self.connect_backoff
         self.connected_epoch = None
         self.next_ping = math.inf
-        self.log.append(f"gateway down: {reason}")
+        note = ""
+        if not (gateway_ended or reason in GATEWAY_ENDED) and self.conn_shard is not None:
+            written = now if self.connect_pending else self.last_write
+            until = written + (self.keepalive + self.ghost_margin) / self.rate_safety
+            shard = self.conn_shard
+            if until > max(now, self.ghost_until.get(shard, -math.inf)):
+                self.ghost_until[shard] = until
+                note = f"; no connect for shard {shard} for {until - now:.3f}s (ghost)"
+        self.connect_pending = False
+        self.log.append(f"gateway down: {reason}{note}")
         return self.tick(now)
 
     def _close(self, reason: str) -> Close:

@@ -59,8 +59,9 @@ class GwClient:
                              lambda c, m: holder[0]._on_line(c, m), cl.gateway.on_message)
         if conn is None:
             fut = Fut()
-            w.at_node(w.now + 2 * BASE_MIN, proc.host, proc.host.inc, _fail,
-                      (w, fut, GatewayError("gateway: connection refused")))
+            err = GatewayError("gateway: connection refused")
+            err.__cause__ = ConnectionRefusedError()  # as GatewayConnection.open raises it
+            w.at_node(w.now + 2 * BASE_MIN, proc.host, proc.host.inc, _fail, (w, fut, err))
             yield (AWAIT, fut, None)
         self = cls(proc, conn, epoch)
         holder.append(self)
@@ -180,7 +181,8 @@ class CoreappProc(Proc):
         return OwnershipCore(
             self.name, ttl=self.settings.ownership_ttl,
             confirm_period=self.settings.confirm_period,
-            ping_period=max(0.05, self.gateway_ping_timeout / 4))
+            ping_period=max(0.05, self.gateway_ping_timeout / 4),
+            keepalive=self.gateway_ping_timeout)
 
     def _apply_settings(self, s: Settings) -> None:
         self.settings = s
@@ -249,7 +251,9 @@ class CoreappProc(Proc):
             conn = yield from GwClient.open(self, a.shard, a.epoch, CONNECT_TIMEOUT)
         except GatewayError as e:
             self.connect_in_flight = False
-            self.execute(self.own.gateway_down(self.mono(), f"connect failed: {e}"))
+            self.execute(self.own.gateway_down(
+                self.mono(), f"connect failed: {e}",
+                gateway_ended=isinstance(e.__cause__, ConnectionRefusedError)))
             return
         self.connect_in_flight = False
         self.conn = conn
@@ -284,6 +288,7 @@ class CoreappProc(Proc):
         conn = self.conn
         if conn is None:
             return
+        self.own.wrote(self.mono())  # ping() writes before its first yield
         try:
             yield from conn.ping(max(0.2, self.gateway_ping_timeout / 2))
         except GatewayError:
@@ -352,6 +357,7 @@ class CoreappProc(Proc):
             self.wake()
             self.reply(ctx, (503, 1011))
             return
+        self.own.wrote(self.mono())  # send() writes before its first yield
         try:
             yield from conn.send(msg_id, SEND_TIMEOUT)
         except GatewayError:

@@ -11,7 +11,6 @@ pending and later call.
 
 from __future__ import annotations
 
-import contextlib
 from collections import deque
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
@@ -23,7 +22,7 @@ from ..gateway_client import GatewayError, GatewayTimeout
 from ..settings import Settings
 from .net import BASE_MIN, EOF, Conn
 from .nodes import DbClient, Proc, SimHost
-from .world import AWAIT, SLEEP, Fut, SimTimeout, World
+from .world import AWAIT, SLEEP, WAIT, Fut, SimTimeout, World
 
 if TYPE_CHECKING:
     from .cluster import Cluster
@@ -176,6 +175,7 @@ class CoreappProc(Proc):
         self.heartbeats: dict[str, float] = {}
         self.sent = 0
         self.never_fence = cl.cfg.breaks == "never-self-fence"
+        self._after_step = cl.check.after_ownership_step  # bound once
 
     def _new_core(self) -> OwnershipCore:
         return OwnershipCore(
@@ -204,11 +204,10 @@ class CoreappProc(Proc):
         while True:
             now = self.mono()
             self.execute(self.own.tick(now))
-            self.world.soon(self.cl.check.after_ownership_step, self)
+            self.world.soon(self._after_step, self)
             wait = self.own.next_deadline(now) - self.mono()
             fut = self.wake_fut = Fut()
-            with contextlib.suppress(SimTimeout):
-                yield (AWAIT, fut, min(max(wait, 0.01), 1.0))
+            yield (WAIT, fut, min(max(wait, 0.01), 1.0))  # woken or timed out
 
     def execute(self, actions: list[Action]) -> None:
         for a in actions:

@@ -25,6 +25,7 @@ delayed, retransmitted and dropped like data, and connections survive a heal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from heapq import heappush
 from typing import Any
 
 from .world import Endpoint, World
@@ -104,6 +105,8 @@ class Net:
         self._next_conn = 1
         self.by_node: dict[str, dict[int, Conn]] = {}
         self.refused: dict[str, int] = {}   # link -> connection attempts refused
+        self._arrive_server_cb = self._arrive_server  # bound once, not per message
+        self._arrive_client_cb = self._arrive_client
 
     def add_link(self, client: str, server: str, extra_cap: float = float("inf")) -> Link:
         name = f"{client}->{server}"
@@ -169,16 +172,19 @@ class Net:
         else:
             d = BASE_MIN + BASE_SPAN * w.rng.random()
         t = w.now + d
+        w._seq = seq = w._seq + 1  # World.at_node, inlined
         if up:
             if t < conn.last_up:
                 t = conn.last_up
             conn.last_up = t
-            w.at_node(t, conn.server, conn.sinc, self._arrive_server, (conn, msg))
+            heappush(w._heap, (t, seq, conn.server, conn.sinc, self._arrive_server_cb,
+                               (conn, msg)))
         else:
             if t < conn.last_down:
                 t = conn.last_down
             conn.last_down = t
-            w.at_node(t, conn.client, conn.cinc, self._arrive_client, (conn, msg))
+            heappush(w._heap, (t, seq, conn.client, conn.cinc, self._arrive_client_cb,
+                               (conn, msg)))
         return True
 
     def close_client(self, conn: Conn) -> None:

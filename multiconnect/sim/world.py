@@ -7,7 +7,10 @@ crashed (its incarnation changed) and is queued while the node is paused; resumi
 queue in order at the resume instant (timers fire late, replies were waiting in the socket).
 
 Shell code runs as generator tasks (asyncio coroutines rewritten as generators):
-``yield (SLEEP, local_seconds)`` or ``yield (AWAIT, fut, local_timeout_or_None[, REPLY])``.
+``yield (SLEEP, local_seconds)`` or ``yield (AWAIT, fut, local_timeout_or_None[, REPLY])``
+(a timeout raises :class:`SimTimeout` in the task) or ``yield (WAIT, fut, local_timeout)``
+(a timeout returns ``TIMED_OUT``: no exception thrown into the generator, for loops whose
+waits usually time out).
 ``REPLY`` marks an await whose answer is certain to come long before the timeout unless a
 fault starts first (the caller checked that the path is fault-free): its timer is only armed
 — at its original deadline — when a fault starts before the answer came (``arm_timers``).
@@ -28,7 +31,9 @@ from typing import Any
 
 SLEEP = 0
 AWAIT = 1
+WAIT = 2      # like AWAIT, but a timeout resumes the task with TIMED_OUT instead of raising
 REPLY = True
+TIMED_OUT = object()
 
 Command = tuple
 TaskGen = Generator[Command, Any, Any]
@@ -41,7 +46,7 @@ class SimTimeout(Exception):
 class Fut:
     """A one-shot result that at most one task awaits."""
 
-    __slots__ = ("done", "value", "exc", "task", "gkey")
+    __slots__ = ("done", "value", "exc", "task", "gkey", "soft")
 
     def __init__(self) -> None:
         self.done = False
@@ -49,6 +54,7 @@ class Fut:
         self.exc: BaseException | None = None
         self.task: Task | None = None
         self.gkey = 0
+        self.soft = False  # awaited with WAIT: a timeout resolves it with TIMED_OUT
 
 
 class Task:
@@ -103,6 +109,10 @@ class World:
         self.stopped = False
         self.trace: list[tuple] = []
         self._unguarded: dict[int, tuple[Fut, Endpoint, int, float]] = {}
+        # bound methods made once (not one per event)
+        self._step_cb = self._step
+        self._wake_cb = self._wake_sleep
+        self._timeout_cb = self._fut_timeout
 
     # -- scheduling ----------------------------------------------------------------------
     def at(self, t: float, fn: Callable[[Any], None], arg: Any = None) -> None:
@@ -126,7 +136,7 @@ class World:
     # -- tasks ---------------------------------------------------------------------------
     def spawn(self, node: Endpoint, gen: TaskGen, name: str = "") -> Task:
         task = Task(gen, node, name)
-        self._soon.append((self._step, (task, None, None)))
+        self._soon.append((self._step_cb, (task, None, None)))
         return task
 
     def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
@@ -143,14 +153,16 @@ class World:
             d = cmd[1]
             if d < 0.0:
                 d = 0.0
-            heappush(self._heap, (self.now + d / node.rate, seq, node, inc, self._wake_sleep,
+            heappush(self._heap, (self.now + d / node.rate, seq, node, inc, self._wake_cb,
                                   task))
             return
         fut: Fut = cmd[1]
         if fut.done:
-            self._soon.append((self._step, (task, fut.value, fut.exc)))
+            self._soon.append((self._step_cb, (task, fut.value, fut.exc)))
             return
         fut.task = task
+        if cmd[0] == WAIT:
+            fut.soft = True
         timeout = cmd[2]
         if timeout is not None:
             deadline = self.now + timeout / node.rate
@@ -158,7 +170,7 @@ class World:
                 fut.gkey = seq
                 self._unguarded[seq] = (fut, node, inc, deadline)
             else:
-                heappush(self._heap, (deadline, seq, node, inc, self._fut_timeout, fut))
+                heappush(self._heap, (deadline, seq, node, inc, self._timeout_cb, fut))
 
     def arm_timers(self) -> None:
         """A fault starts: give every await that relied on a fault-free path its timer."""
@@ -166,7 +178,7 @@ class World:
             fut.gkey = 0
             if not fut.done:
                 heappush(self._heap, (max(deadline, self.now), key, node, inc,
-                                      self._fut_timeout, fut))
+                                      self._timeout_cb, fut))
         self._unguarded.clear()
 
     def _wake_sleep(self, task: Task) -> None:
@@ -174,7 +186,10 @@ class World:
 
     def _fut_timeout(self, fut: Fut) -> None:
         if not fut.done:
-            self.fail(fut, SimTimeout())
+            if fut.soft:
+                self.resolve(fut, TIMED_OUT)
+            else:
+                self.fail(fut, SimTimeout())
 
     def resolve(self, fut: Fut, value: Any = None) -> None:
         if fut.done:
@@ -184,7 +199,7 @@ class World:
         if fut.gkey:
             del self._unguarded[fut.gkey]
         if fut.task is not None:
-            self._soon.append((self._step, (fut.task, value, None)))
+            self._soon.append((self._step_cb, (fut.task, value, None)))
 
     def fail(self, fut: Fut, exc: BaseException) -> None:
         if fut.done:
@@ -194,7 +209,7 @@ class World:
         if fut.gkey:
             del self._unguarded[fut.gkey]
         if fut.task is not None:
-            self._soon.append((self._step, (fut.task, None, exc)))
+            self._soon.append((self._step_cb, (fut.task, None, exc)))
 
     # -- node lifecycle --------------------------------------------------------------------
     def pause(self, node: Endpoint) -> None:

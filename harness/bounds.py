@@ -130,3 +130,35 @@ def db_recovery(heartbeat_interval: float, db_timeout: float,
     d = _num("db_timeout", db_timeout)
     m = _margin(margin)
     return Bound(h / 2 + d + m, f"h/2 + db_timeout + margin = {_g(h)}/2 + {_g(d)} + {_g(m)}")
+
+
+def master_and_coreapp_failover(lease_ttl: float, liveness_interval: float, stale_after: float,
+                                margin: float | None = None) -> Bound:
+    """Promotion bound when the primary master and the primary coreapp die together and one
+    master is left: only database-based detection applies, and only once a master holds the
+    lease. The dead coreapp's row is stale ``stale_after`` after its last write, a secondary
+    holds the lease within ``T + T/3``; from the later of the two, the new primary notices
+    within one check period: ``max(T + T/3, stale_after) + liveness_interval + margin``."""
+    ttl = _num("lease_ttl", lease_ttl)
+    li = _num("liveness_interval", liveness_interval)
+    st = _num("stale_after", stale_after)
+    m = _margin(margin)
+    return Bound(max(ttl + ttl / 3, st) + li + m,
+                 f"max(T + T/3, stale_after) + liveness_interval + margin = max({_g(ttl)} + "
+                 f"{_g(ttl)}/3, {_g(st)}) + {_g(li)} + {_g(m)}")
+
+
+def gateway_reconnect(heartbeat_interval: float, gateway_ping_timeout: float,
+                      connect_timeout: float = 2.0, margin: float | None = None) -> Bound:
+    """Bound for the owner to deliver again after its gateway link heals: the ghost of its
+    old connection is gone K + 0.5 after its last write (the gateway's keepalive, or
+    toxiproxy closing blackholed connections at the heal), the owner's next attempt comes
+    within one ownership tick (h/2) and may spend one connect timeout on an attempt that
+    started just before the heal: ``K + 0.5 + h/2 + connect_timeout + margin``."""
+    h = _num("heartbeat_interval", heartbeat_interval)
+    k = _num("gateway_ping_timeout", gateway_ping_timeout)
+    c = _num("connect_timeout", connect_timeout)
+    m = _margin(margin)
+    return Bound(k + FENCE_SLACK + h / 2 + c + m,
+                 f"K + 0.5 + h/2 + connect timeout + margin = {_g(k)} + 0.5 + {_g(h)}/2 + "
+                 f"{_g(c)} + {_g(m)}")

@@ -160,6 +160,7 @@ class ChaosRunner:
                  *, progress: Callable[[str], None] = print) -> None:
         self.cluster, self.history, self.nemesis, self.opts = cluster, history, nemesis, opts
         self.progress = progress
+        self.gateway_since = 0  # the gateway log's cursor: each execution records only new events
         t = cluster.spec.timing
         self.settle = float(bounds.partition_failover(
             t.heartbeat_interval, t.unhealthy_interval, t.gateway_ping_timeout)) \
@@ -183,6 +184,8 @@ class ChaosRunner:
         mark = len(self.history.events())
         workload = Workload(self.cluster, self.history,
                             duration=schedule.end + self.settle + 120)
+        if workload.gateway is not None:  # continue the gateway log where the last run ended
+            workload.gateway.since = self.gateway_since
         sampler = self._sampler() if self.opts.soak else None
         live_error, recovered = None, None
         if sampler:
@@ -201,6 +204,8 @@ class ChaosRunner:
         finally:
             if sampler:
                 sampler.stop()
+            if workload.gateway is not None:
+                self.gateway_since = workload.gateway.since
         if sampler and sampler.polls and not sampler.samples:
             raise RuntimeError(f"soak mode: {sampler.polls} polls recorded no sample (docker "
                                "top / host /proc unreadable?); the growth check would be empty")

@@ -66,8 +66,8 @@ def test_chaos_run_catches_never_self_fence_and_replays(tmp_path):
     out = first.stdout
     assert first.returncode == 1, f"the broken build passed the chaos run (exit {first.returncode})"
     assert "CHECK FAILED" in out and "single_connected" in out, out[-3000:]
-    replays = re.findall(r"^replay(?: the smallest failing schedule)?: (python .*)$", out,
-                         re.MULTILINE)
+    replays = re.findall(r"^(?:E\s+)?replay(?: the smallest failing schedule)?: (python .*)$",
+                         out, re.MULTILINE)
     assert replays, "no replay command printed"
     shrunk = [r for r in replays if "--chaos-steps=" in r]
     assert shrunk, "a failing run prints the shrunk schedule's replay command"

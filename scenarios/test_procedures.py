@@ -296,9 +296,10 @@ def test_per_role_files_as_three_servers_form_one_cluster(run: ComposeRun) -> No
     assert nodes["server-a"] == ("server-a:6250", "server-a:6253"), nodes
     assert nodes["server-b"] == ("server-b:6350", "server-b:6353"), nodes
     assert "server-c" in nodes, nodes
-    health = roles(api)
-    assert health["server-a"]["role"] == "primary_master", health
-    assert health["server-b"] == {"role": "coreapp", "gateway_status": "connected"}, health
+    wait(lambda: (lambda h: h.get("server-a", {}).get("role") == "primary_master"
+                  and h.get("server-b") == {"role": "coreapp", "gateway_status": "connected"}
+                  )(roles(api)),
+         "/v1/health: server-a primary master, server-b a connected coreapp", 30)
     published = core.compose("port", "wacore", "6253").stdout.strip()
     assert published == f"{run.host_ip}:6353", published
     assert servers["server-c"].compose("port", "waweb", "9090").stdout.strip() == \
@@ -324,9 +325,10 @@ def test_two_instances_of_a_role_clash_then_work_with_port_range(run: ComposeRun
     second.up()
     wait(lambda: registered(run).get("server-b-2") == ("server-b:6350", "server-b:6353"),
          "the second instance registered at server-b:6350 / 6353")
-    wait(lambda: roles(api).get("server-b-2", {}).get("role") == "coreapp",
-         "the second instance in /v1/health")
-    assert roles(api)["server-b"]["gateway_status"] == "connected"
+    wait(lambda: (lambda h: h.get("server-b-2", {}).get("role") == "coreapp"
+                  and h.get("server-b", {}).get("gateway_status") == "connected")(roles(api)),
+         "/v1/health: the second instance a coreapp, the first one still connected", 30)
+    message_round_trip(api, f"http://{run.host_ip}:8080", timeout=30)
 
 
 # --------------------------------------------------------------------------- 5

@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,7 +129,7 @@ class Cluster:
         return {cleanup.LABEL_RUN: self.run_id, cleanup.LABEL_OWNER: cleanup.owner_label(self.keep),
                 cleanup.LABEL_COMPONENT: component}
 
-    def _run(self, name: str, role: str, image: str, **kw: Any) -> Node:
+    def _create(self, name: str, role: str, image: str, **kw: Any) -> Node:
         assert self.client is not None and self.network is not None
         # the short name is an alias inside the run's network, set at create time
         endpoint = self.client.api.create_endpoint_config(aliases=[name])
@@ -137,26 +138,46 @@ class Cluster:
             labels=self._labels(name), network=self.network.name,
             networking_config={self.network.name: endpoint}, **kw)
         container.start()
-        node = Node(name, role, container)
-        self.nodes[name] = node
-        return node
+        return Node(name, role, container)
+
+    def _run_all(self, specs: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Create and start containers concurrently (each create+start is a few hundred ms
+        of engine round trips); ``self.nodes`` keeps the order of ``specs``. If any fails,
+        the others are still recorded so that ``stop()`` removes them."""
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(self._create, name, role, image, **kw)
+                       for name, role, image, kw in specs]
+        errors = []
+        for f in futures:
+            try:
+                node = f.result()
+            except Exception as e:  # noqa: BLE001 - raised below, after recording the rest
+                errors.append(e)
+            else:
+                self.nodes[node.name] = node
+        if errors:
+            raise errors[0]
 
     def _run_infra(self) -> None:
         tm = self.spec.timing
-        self._run("db", "db", self.images["db"], environment={
-            "MC_DB_NAME": DB_NAME, "MC_DB_USER": DB_USER, "MC_DB_PASSWORD": self.db_password,
-            "MC_DB_ROOT_PASSWORD": self.db_root_password,
-            # the official mysql image's variables, for users who point db at it
-            "MYSQL_DATABASE": DB_NAME, "MYSQL_USER": DB_USER, "MYSQL_PASSWORD": self.db_password,
-            "MYSQL_ROOT_PASSWORD": self.db_root_password,
-        }, tmpfs={"/var/lib/mysql": "rw,size=512m"})
+        specs: list[tuple[str, str, str, dict[str, Any]]] = [
+            ("db", "db", self.images["db"], {"environment": {
+                "MC_DB_NAME": DB_NAME, "MC_DB_USER": DB_USER, "MC_DB_PASSWORD": self.db_password,
+                "MC_DB_ROOT_PASSWORD": self.db_root_password,
+                # the official mysql image's variables, for users who point db at it
+                "MYSQL_DATABASE": DB_NAME, "MYSQL_USER": DB_USER,
+                "MYSQL_PASSWORD": self.db_password, "MYSQL_ROOT_PASSWORD": self.db_root_password,
+            }, "tmpfs": {"/var/lib/mysql": "rw,size=512m"}})]
         if self.spec.media == "nfs":
-            self._run("nfs", "nfs", self.images["nfs"], cap_add=["DAC_READ_SEARCH", "SYS_ADMIN"],
-                      tmpfs={"/export": "rw,size=256m,mode=0777"})
-        self._run("toxiproxy", "toxiproxy", self.images["toxiproxy"])
-        self._run("gateway", "gateway", self.images["node"], command=["gateway"], init=True,
-                  environment={"GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
-                               "LD_PRELOAD": ""})
+            specs.append(("nfs", "nfs", self.images["nfs"], {
+                "cap_add": ["DAC_READ_SEARCH", "SYS_ADMIN"],
+                "tmpfs": {"/export": "rw,size=256m,mode=0777"}}))
+        specs.append(("toxiproxy", "toxiproxy", self.images["toxiproxy"], {}))
+        specs.append(("gateway", "gateway", self.images["node"], {
+            "command": ["gateway"], "init": True,
+            "environment": {"GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
+                            "LD_PRELOAD": ""}}))
+        self._run_all(specs)
 
     def _refresh_ips(self) -> None:
         assert self.network is not None
@@ -255,29 +276,33 @@ class Cluster:
         if self.spec.media == "volume":
             vol = self.client.volumes.create(f"{self.run_id}-media",
                                              labels=self._labels("media"))
+        specs = []
         for role in ("master", "coreapp", "webapp"):
             for name in self.spec.node_names(role):
-                kw: dict[str, Any] = {}
+                kw: dict[str, Any] = {"command": ["coreapp" if role == "master" else role],
+                                      "init": True, "environment": self.node_env(name, role)}
                 if vol is not None and role == "webapp":
                     kw["volumes"] = {vol.name: {"bind": "/usr/local/wamedia", "mode": "rw"}}
-                self._run(name, role, self.images["node"],
-                          command=["coreapp" if role == "master" else role], init=True,
-                          environment=self.node_env(name, role), **kw)
+                specs.append((name, role, self.images["node"], kw))
+        self._run_all(specs)
         self._refresh_ips()
 
     def _wait_ready(self, timeout: float) -> None:
         api = ApiClient(self.webapp_url(1), "admin", "secret")
 
         def first_login() -> bool:
+            """Change the default password; if the default is refused, the change may have
+            happened already (a restarted webapp, or an answer lost under load) — or the
+            schema's admin row is not written yet: try both on every attempt."""
             self._check_alive()
+            api.password = "secret"
             try:
                 api.login(new_password=self.admin_password)
             except ApiError as e:
-                if e.status == 401:  # already changed (a restarted webapp)
-                    api.password = self.admin_password
-                    api.login()
-                else:
+                if e.status != 401:
                     raise
+                api.password = self.admin_password
+                api.login()
             return True
 
         self._wait(first_login, timeout, "admin login through webapp-1")

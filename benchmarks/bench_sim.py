@@ -5,13 +5,18 @@ minute, every kind), then the quiet period and the measured failover (≈ 11–1
 minutes in all), 2 masters / 3 coreapps / 2 shards / 1 webapp, documented timing. Time is the
 CPU time of this process (``time.process_time``), so other load on the machine does not
 count; wall time is printed too. Goal: ≥ 1,000 schedules per minute per core.
-Run: ``python benchmarks/bench_sim.py [--schedules 60] [--timing documented|ci] [--repeat 3]``.
+Run: ``python benchmarks/bench_sim.py [--schedules 60] [--timing documented|ci] [--repeat 3]
+[--python pypy3]``. ``--python`` re-runs this script under that interpreter (Debian 12's
+``pypy3``, Python 3.9: see ``multiconnect/sim/_compat.py``); its JIT warms up during the
+first run, so use ``--repeat 5`` or more there (the median is reported).
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -45,14 +50,21 @@ def main() -> int:
     ap.add_argument("--timing", default="documented", choices=["documented", "ci"])
     ap.add_argument("--repeat", type=int, default=3, help="runs; the median is reported")
     ap.add_argument("--first", type=int, default=1000, help="first seed")
+    ap.add_argument("--python", default="",
+                    help="run the benchmark under this interpreter instead (e.g. pypy3)")
     args = ap.parse_args()
+    if args.python:
+        return subprocess.call([
+            args.python, __file__, "--schedules", str(args.schedules), "--timing", args.timing,
+            "--repeat", str(args.repeat), "--first", str(args.first)])
     cfg = SimConfig(timing_name=args.timing)
     seeds = range(args.first, args.first + args.schedules)
     runs = [measure(cfg, seeds) for _ in range(args.repeat)]
     med = statistics.median(r["per_min"] for r in runs)
     best = min(runs, key=lambda r: abs(r["per_min"] - med))
     print(f"simulator benchmark: {best['n']} schedules × {args.repeat} runs, timing "
-          f"{args.timing}, seeds {seeds.start}-{seeds.stop - 1}")
+          f"{args.timing}, seeds {seeds.start}-{seeds.stop - 1}, "
+          f"{platform.python_implementation()} {platform.python_version()}")
     print(f"  schedules per minute (one core, CPU time): {med:.0f}  (goal ≥ 1000; runs: "
           + ", ".join(f"{r['per_min']:.0f}" for r in runs) + ")")
     print(f"  simulated/real time: {best['ratio']:.0f}× ({best['sim'] / best['n']:.0f} s "

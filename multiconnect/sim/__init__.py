@@ -7,6 +7,7 @@ links), the gateway stand-in and a message workload, under seeded fault schedule
 are checked as it runs. See docs/simulator.md and ``python -m multiconnect.sim --help``.
 """
 
+from . import _compat  # noqa: F401 - first: lets Python 3.9 (pypy3) import the cores
 from .cluster import BREAKS, FAULT_KINDS, TIMINGS, SimConfig, Timing
 from .invariants import Violation
 from .runner import (

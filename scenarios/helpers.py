@@ -94,3 +94,17 @@ def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int
     wait_history(history, lambda h: sum(1 for e in h.events() if e.f == "health"
                                         and e.type == "ok" and e.time > since) >= snapshots,
                  10, f"{snapshots} health snapshots after settling")
+
+
+@contextlib.contextmanager
+def faulted(cluster: Any, history: History, nemesis: Any, fault: Any,
+            title: str) -> Iterator[float]:
+    """Start ``fault`` in the phase ``title`` and yield its start time (history clock); when
+    the block ends, heal it and settle the cluster. If the block raises, the ``nemesis``
+    fixture's teardown heals it."""
+    with phase(title):
+        nemesis.start(fault)
+        yield history.now()
+    with phase(f"heal: {fault.kind}"):
+        nemesis.heal(fault)
+        settle(cluster, history)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, settle, wait_history, warm_up
+from helpers import faulted, hold, label, new_connect, phase, settle, wait_history, warm_up
 
 from harness import bounds
 from harness.checkers import (
@@ -55,17 +55,12 @@ def test_primary_coreapp_cut_from_database_self_fences_and_is_replaced(
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
-        f = Cut(f"{pc}->db")
-        with phase(f"fault: cut {pc}->db"):
-            nemesis.start(f)
-            start = history.now()
+        with faulted(cluster, history, nemesis, Cut(f"{pc}->db"),
+                     f"fault: cut {pc}->db") as start:
             wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
                          "a new primary at the gateway")
             closed = _closed_by(history, pc, start)
             hold(2)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     assert closed is not None, f"CHECK FAILED: {pc} never dropped its gateway connection"
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound),
@@ -120,12 +115,9 @@ def test_gateway_link_blackhole_reconnects_without_a_second_connection(
         warm_up(history)
         pc = cluster.primary_coreapp(0)
         f = Blackhole(f"{pc}->gateway")
-        with phase(f"fault: blackhole {pc}->gateway for {3 * t.gateway_ping_timeout:g}s"):
-            nemesis.start(f)
+        with faulted(cluster, history, nemesis, f,
+                     f"fault: blackhole {pc}->gateway for {3 * t.gateway_ping_timeout:g}s"):
             hold(3 * t.gateway_ping_timeout)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     judge(history.events(), [
         partial(no_promotion, shard=0),
         partial(recovery, bound=bound, fault=f.id),

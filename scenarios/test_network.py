@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, settle, wait_history, warm_up
+from helpers import faulted, hold, label, new_connect, phase, wait_history, warm_up
 
 from harness import bounds
 from harness.checkers import (
@@ -38,13 +38,9 @@ def test_cut_from_primary_master_only_no_promotion(cluster, history, nemesis, wo
     with workload.running():
         warm_up(history)
         pc, pm = cluster.primary_coreapp(0), cluster.primary_master()
-        f = Cut(f"{pm}->{pc}")
-        with phase(f"fault: cut {pm}->{pc} for {3 * t.unhealthy_interval}s"):
-            nemesis.start(f)
+        with faulted(cluster, history, nemesis, Cut(f"{pm}->{pc}"),
+                     f"fault: cut {pm}->{pc} for {3 * t.unhealthy_interval}s"):
             hold(3 * t.unhealthy_interval)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     judge(history.events(), [
         partial(no_promotion, shard=0),
         partial(downtime, bound=bounds.MARGIN),
@@ -66,16 +62,11 @@ def test_cut_from_all_masters_promotes_without_overlap(cluster, history, nemesis
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
-        f = Cut(_links_from_masters(cluster, pc))
-        with phase(f"fault: cut every master from {pc}"):
-            nemesis.start(f)
-            start = history.now()
+        with faulted(cluster, history, nemesis, Cut(_links_from_masters(cluster, pc)),
+                     f"fault: cut every master from {pc}") as start:
             wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
                          "a new primary at the gateway")
             hold(2)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound),
         partial(downtime, bound=bound),
@@ -94,13 +85,10 @@ def test_latency_below_unhealthy_interval_no_promotion(cluster, history, nemesis
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
-        f = Latency(_links_from_masters(cluster, pc), latency=delay_ms)
-        with phase(f"fault: {delay_ms} ms latency on every master->{pc} link"):
-            nemesis.start(f)
+        with faulted(cluster, history, nemesis,
+                     Latency(_links_from_masters(cluster, pc), latency=delay_ms),
+                     f"fault: {delay_ms} ms latency on every master->{pc} link"):
             hold(3 * t.unhealthy_interval)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     judge(history.events(), [
         partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
         single_connected, no_lost_acks,
@@ -121,16 +109,12 @@ def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, wo
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
-        f = Latency(_links_from_masters(cluster, pc), latency=delay_ms)
-        with phase(f"fault: {delay_ms} ms latency on every master->{pc} link"):
-            nemesis.start(f)
-            start = history.now()
+        with faulted(cluster, history, nemesis,
+                     Latency(_links_from_masters(cluster, pc), latency=delay_ms),
+                     f"fault: {delay_ms} ms latency on every master->{pc} link") as start:
             wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
                          "a new primary at the gateway")
             hold(2)
-        with phase("heal"):
-            nemesis.heal(f)
-            settle(cluster, history)
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound),
         partial(downtime, bound=bound),

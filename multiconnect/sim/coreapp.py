@@ -201,11 +201,14 @@ class CoreappProc(Proc):
 
     # ------------------------------------------------------------------ ownership
     def ownership_loop(self) -> Generator[Any, Any, None]:
+        own, mono, execute = self.own, self.mono, self.execute
+        soon = self.world._soon
+        after_step = (self._after_step, (self,))  # world.soon(self._after_step, self)
         while True:
-            now = self.mono()
-            self.execute(self.own.tick(now))
-            self.world.soon(self._after_step, self)
-            wait = self.own.next_deadline(now) - self.mono()
+            now = mono()
+            execute(own.tick(now))
+            soon.append(after_step)
+            wait = own.next_deadline(now) - mono()
             fut = self.wake_fut = Fut()
             yield (WAIT, fut, min(max(wait, 0.01), 1.0))  # woken or timed out
 

@@ -111,7 +111,6 @@ class World:
         self._unguarded: dict[int, tuple[Fut, Endpoint, int, float]] = {}
         # bound methods made once (not one per event)
         self._step_cb = self._step
-        self._wake_cb = self._wake_sleep
         self._timeout_cb = self._fut_timeout
 
     # -- scheduling ----------------------------------------------------------------------
@@ -139,7 +138,8 @@ class World:
         self._soon.append((self._step_cb, (task, None, None)))
         return task
 
-    def _step(self, task: Task, value: Any, exc: BaseException | None) -> None:
+    def _step(self, task: Task, value: Any = None, exc: BaseException | None = None) -> None:
+        """Resume ``task`` (also the event of a sleep ending: ``_step(task)``)."""
         node = task.node
         inc = task.inc
         if node.inc != inc or not node.alive:
@@ -149,11 +149,12 @@ class World:
         except StopIteration:
             return
         self._seq = seq = self._seq + 1
-        if cmd[0] == SLEEP:
+        kind = cmd[0]
+        if kind == SLEEP:
             d = cmd[1]
             if d < 0.0:
                 d = 0.0
-            heappush(self._heap, (self.now + d / node.rate, seq, node, inc, self._wake_cb,
+            heappush(self._heap, (self.now + d / node.rate, seq, node, inc, self._step_cb,
                                   task))
             return
         fut: Fut = cmd[1]
@@ -161,7 +162,7 @@ class World:
             self._soon.append((self._step_cb, (task, fut.value, fut.exc)))
             return
         fut.task = task
-        if cmd[0] == WAIT:
+        if kind == WAIT:
             fut.soft = True
         timeout = cmd[2]
         if timeout is not None:
@@ -181,15 +182,23 @@ class World:
                                       self._timeout_cb, fut))
         self._unguarded.clear()
 
-    def _wake_sleep(self, task: Task) -> None:
-        self._step(task, None, None)
-
     def _fut_timeout(self, fut: Fut) -> None:
-        if not fut.done:
-            if fut.soft:
-                self.resolve(fut, TIMED_OUT)
-            else:
-                self.fail(fut, SimTimeout())
+        """A timer event. Resolving appends the task's step to the (empty: this is the
+        event) ``soon`` queue, which runs it next; so it is stepped here at once."""
+        if fut.done:
+            return
+        fut.done = True
+        if fut.gkey:
+            del self._unguarded[fut.gkey]
+        task = fut.task
+        if fut.soft:
+            fut.value = TIMED_OUT
+            if task is not None:
+                self._step(task, TIMED_OUT)
+        else:
+            fut.exc = exc = SimTimeout()
+            if task is not None:
+                self._step(task, None, exc)
 
     def resolve(self, fut: Fut, value: Any = None) -> None:
         if fut.done:

@@ -200,7 +200,7 @@ class ChaosRunner:
                     recovered = round(time.monotonic() - healed_at, 2)
                 except WaitTimeout as e:
                     live_error = str(e)
-                time.sleep(3)
+                self._settle_snapshots()
         finally:
             if sampler:
                 sampler.stop()
@@ -215,6 +215,19 @@ class ChaosRunner:
                        faults=sum(o.started for o in outcomes))
         ex.results = run_checks(events, safety_checks(self.opts.soak))
         return ex
+
+    def _settle_snapshots(self, count: int = 3, timeout: float = 20.0) -> None:
+        """Let the health poller record ``count`` snapshots after the recovery, so the
+        end-state check judges the healed cluster (on a loaded machine a poll can take
+        seconds); if they do not come, the check itself says so."""
+        since = self.history.now()
+
+        def enough() -> bool:
+            return sum(1 for e in self.history.events()
+                       if e.f == "health" and e.type == "ok" and e.time > since) >= count
+
+        with contextlib.suppress(WaitTimeout):
+            wait_for(enough, timeout=timeout, what=f"{count} health snapshots", interval=0.2)
 
     def shrink(self, schedule: Schedule, kept: Sequence[int], first: Execution) -> ShrinkResult:
         """The smallest subset of ``kept`` whose execution fails one of ``first``'s checks."""

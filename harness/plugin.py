@@ -307,6 +307,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
     summary = [ScenarioSummary(r["test"].split("::")[-1], r.get("promotion"), r.get("downtime"),
                                r.get("bound"), r.get("verdict", "-"), r.get("retried", 0))
                for r in rows]
+    root = Path(_setting(config, "artifacts"))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "figures.json").write_text(json.dumps(rows, indent=1, default=str))
+    terminalreporter.write_line(f"every figure, as JSON: {root / 'figures.json'}")
     for line in format_summary(summary).splitlines():
         terminalreporter.write_line(line)
 

@@ -196,7 +196,8 @@ def figures_section(lines: list[str]) -> list[str]:
                                                                      line))
     rest = lines[start + 1:]
     end = next((i for i, line in enumerate(rest) if line.startswith("====")), len(rest))
-    return [line for line in rest[:end] if line.strip()]
+    return [line for line in rest[:end]
+            if line.strip() and not line.startswith("every figure, as JSON: ")]
 
 
 def summary_rows(section: list[str]) -> list[list[str]]:
@@ -284,6 +285,7 @@ def test_terminal_summary_has_one_row_per_judged_scenario(project: pytest.Pytest
     project.makepyfile(test_scenarios=SCENARIOS)
     res = run(project)  # no --alluredir: the summary does not depend on Allure
     res.assert_outcomes(passed=1, failed=3)
+    assert any(line.startswith("every figure, as JSON: ") for line in res.outlines)
     section = figures_section(res.outlines)
     rows = summary_rows(section)
     assert rows == [
@@ -291,6 +293,10 @@ def test_terminal_summary_has_one_row_per_judged_scenario(project: pytest.Pytest
         ["test_above_bound", "-", "9.00 s !", "5.00 s", "FAIL", "-"],
     ]
     assert section[-1] == "2 scenarios: 1 FAIL, 1 pass"
+    saved = json.loads((project.path / "reports" / "artifacts" / "figures.json").read_text())
+    assert [(r["test"].split("::")[-1], r["verdict"]) for r in saved] == [
+        ("test_within_bound", "pass"), ("test_above_bound", "FAIL")]
+    assert saved[0]["downtime"] == 3.0
 
 
 def test_no_figures_no_summary_section(project: pytest.Pytester) -> None:

@@ -12,6 +12,9 @@ Two shims, neither touching what the decision cores compute:
 - ``multiconnect.db`` (whose exception and row types the simulated shells use) imports
   pymysql at module level; the simulator never talks to a database, so where pymysql is not
   installed a stub stands in whose ``connect`` raises ``ImportError``.
+
+Under PyPy the JIT compiles sooner than its defaults (``JIT_PARAMS``): a schedule's paths
+differ with its faults, so warm-up is long; with these, 300 schedules took ≈ 13 % less CPU.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import types
 from typing import Any
 
 PACKAGE = "multiconnect"
+JIT_PARAMS = "threshold=300,function_threshold=400,trace_eagerness=50"
 
 
 def _is_type_union(node: ast.expr) -> bool:
@@ -93,6 +97,10 @@ def _stub_pymysql() -> None:
 
 
 def install() -> None:
+    if sys.implementation.name == "pypy":
+        import pypyjit  # type: ignore[import-not-found]
+
+        pypyjit.set_param(JIT_PARAMS)
     if sys.version_info < (3, 10) and not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
     if "pymysql" not in sys.modules and importlib.util.find_spec("pymysql") is None:

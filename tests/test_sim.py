@@ -11,16 +11,22 @@ resets, the gateway's kick/keepalive rules, the fenced promotion).
 
 from __future__ import annotations
 
+import ast
 import math
 import shlex
+import shutil
+import subprocess
+import sys
+import typing
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from harness import bounds
 from multiconnect.core.ownership import Gateway
 from multiconnect.db import NotPrimary
-from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
+from multiconnect.sim import SimConfig, _compat, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
 from multiconnect.sim.__main__ import main
 from multiconnect.sim.cluster import TIMINGS, Cluster
@@ -44,6 +50,35 @@ def test_same_seed_gives_byte_identical_trace():
     assert (a.events, a.sim_time) == (b.events, b.sim_time)
     assert len(a.trace) > 50  # a real run, not an empty one
     assert _run(8).digest() != a.digest()
+
+
+def _compat_exec(source: str) -> dict:
+    tree = _compat._UnionAliases().visit(ast.parse(source))
+    ns: dict = {}
+    exec(compile(tree, "<test>", "exec"), ns)
+    return ns
+
+
+def test_the_python39_shim_rewrites_only_module_level_type_unions():
+    ns = _compat_exec("class A: pass\nclass B: pass\nX = A | B\nY = 6 | 3\n"
+                      "def f(a, b):\n    return a | b\nZ = f(6, 1)\n")
+    assert typing.get_origin(ns["X"]) is typing.Union
+    assert typing.get_args(ns["X"]) == (ns["A"], ns["B"])
+    assert ns["Y"] == 7      # `|` between numbers is not a chain of names: left alone
+    assert ns["Z"] == 7      # nor is any `|` inside a function
+
+
+@pytest.mark.skipif(shutil.which("pypy3") is None, reason="pypy3 not installed")
+def test_pypy3_gives_the_same_trace_as_cpython():
+    """Traces do not depend on the interpreter (docs/simulator.md: running under pypy3)."""
+    code = ("from dataclasses import replace; from multiconnect.sim import SimConfig, "
+            "run_schedule; print(run_schedule(replace(SimConfig(), seed=3)).digest())")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["pypy3", "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == _run(3).digest()
+    assert sys.implementation.name != "pypy"  # the comparison is across interpreters
 
 
 # ---------------------------------------------------------------------------- CI seed range

@@ -24,6 +24,7 @@ from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .core.lease import LeaseCore, LeaseDecision
 from .core.monitor import (
+    DatabaseContact,
     HeartbeatTracker,
     NodeLiveness,
     build_view,
@@ -50,6 +51,7 @@ class Master:
         now = self.clock.monotonic()
         self.lease = LeaseCore(cfg.name, cfg.lease_ttl)
         self.tracker = HeartbeatTracker(started_at=now)
+        self.db_contact = DatabaseContact()
         self.settings = Settings(cfg.heartbeat_interval, cfg.unhealthy_interval)
         self.settings_version = 0
         self.schema_target = cfg.schema_version or schema.LATEST
@@ -144,6 +146,7 @@ class Master:
         registered = False
         while not self.stop.is_set():
             period = max(0.25, self.settings.heartbeat_interval / 2)
+            began = self.clock.monotonic()
             try:
                 if not registered:
                     version = await call(self.db_mon, dbq.schema_version)
@@ -156,10 +159,12 @@ class Master:
                     await self._primary_duties()
                 if registered:
                     await self._observe_and_publish()
+                self.db_contact.ok(began)
             except NotPrimary as e:
                 log.warning("fenced write refused: %s", e)
                 self.lease.lost()
             except DatabaseError as e:
+                self.db_contact.failed()
                 log.warning("monitor: database error: %s", e)
             except Exception:
                 log.exception("monitor loop error")
@@ -213,6 +218,7 @@ class Master:
             nodes=[NodeLiveness(n.name, n.role, n.age) for n in nodes], reports=reports,
             tracker=self.tracker, now=now, heartbeat_interval=h,
             unhealthy_interval=self.settings.unhealthy_interval,
+            db_reachable_for=self.db_contact.reachable_for(now),
             stale_after=self.cfg.stale_after,
             break_promote_on_primary_miss=self.cfg.test_break == "promote-on-primary-miss")
         fence_extra = self.cfg.gateway_ping_timeout + FENCE_MARGIN

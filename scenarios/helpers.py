@@ -86,14 +86,25 @@ def wait_ready(cluster: Any, timeout: float) -> Any:
                     what="one primary master and one connected coreapp per shard")
 
 
+def conclusive(event: Any, masters: list[str]) -> bool:
+    """A health snapshot in which every master answered with its role (the end-state check
+    of ``primary_masters`` judges only these)."""
+    nodes = event.value.get("nodes") or {}
+    roles = {k.split(":", 1)[0]: v for k, v in nodes.items() if isinstance(v, dict)}
+    return all("role" in roles.get(m, {}) for m in masters)
+
+
 def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int = 3) -> None:
     """After the last heal: wait until the cluster is ready again, then until the history
-    holds ``snapshots`` more health snapshots, so end-state checks judge a settled cluster."""
+    holds ``snapshots`` more conclusive health snapshots (every master answered), so
+    end-state checks judge a settled cluster."""
     wait_ready(cluster, timeout)
     since = history.now()
+    masters = cluster.spec.node_names("master")
     wait_history(history, lambda h: sum(1 for e in h.events() if e.f == "health"
-                                        and e.type == "ok" and e.time > since) >= snapshots,
-                 10, f"{snapshots} health snapshots after settling")
+                                        and e.type == "ok" and e.time > since
+                                        and conclusive(e, masters)) >= snapshots,
+                 15, f"{snapshots} conclusive health snapshots after settling")
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, phase, wait_history, wait_ready, warm_up
+from helpers import hold, label, phase, settle, wait_history, warm_up
 
 from harness import bounds
 from harness.checkers import (
@@ -91,10 +91,8 @@ def test_all_masters_down_api_keeps_serving(cluster, history, nemesis, workload,
         with phase("heal: start the masters again"):
             for f in faults:
                 nemesis.heal(f)
-            wait_ready(cluster, float(bounds.lease_takeover(cluster.spec.timing.lease_ttl)) + 10)
-            wait_history(history, lambda h: sum(1 for e in h.events() if e.f == "health"
-                                                and e.time > h.now() - 2) >= 3, 5,
-                         "fresh health snapshots")
+            settle(cluster, history,
+                   float(bounds.lease_takeover(cluster.spec.timing.lease_ttl)) + 10)
     with phase("check"):
         judge(history.events(), [
             partial(availability, min_fraction=0.99, window=(start, end)),

@@ -19,8 +19,11 @@ from multiconnect.clock import FakeClock
 from multiconnect.core.monitor import (
     ClusterView,
     CoreappState,
+    DatabaseContact,
     HeartbeatTracker,
+    NodeLiveness,
     Promotion,
+    build_view,
     failure_reason,
     plan_promotions,
 )
@@ -177,6 +180,39 @@ def test_database_staleness_promotes_strictly_beyond_stale_after(masters):
     reason = failure_reason("c1", beyond)
     assert reason is not None and "liveness" in reason
     assert plan_promotions(beyond) == [Promotion(0, "c1", "c2", reason)]
+
+
+def test_staleness_counts_only_while_the_master_reached_the_database():
+    # after an outage every row is old, but nobody could write it: not yet stale
+    back = ClusterView({0: "c1"}, {"c1": st("c1", age=STALE * 3), "c2": st("c2")}, 1, STALE,
+                       db_reachable_for=STALE)
+    assert failure_reason("c1", back) is None
+    assert plan_promotions(back) == []
+    later = ClusterView({0: "c1"}, {"c1": st("c1", age=STALE * 3), "c2": st("c2")}, 1, STALE,
+                        db_reachable_for=STALE + EPS)
+    assert failure_reason("c1", later) is not None, "stale_after of contact later it is stale"
+    assert [p.new for p in plan_promotions(later)] == ["c2"]
+
+
+def test_database_contact_restarts_at_the_first_success_after_a_failure():
+    c = DatabaseContact()
+    assert c.reachable_for(5.0) == 0.0, "never reached: no evidence yet"
+    c.ok(10.0)
+    c.ok(11.0)
+    assert c.reachable_for(16.0) == 6.0, "the run of successes started at 10"
+    c.failed()
+    assert c.reachable_for(17.0) == 0.0
+    c.ok(20.0)
+    assert c.reachable_for(21.5) == 1.5
+
+
+def test_build_view_carries_the_database_contact():
+    tr = HeartbeatTracker(started_at=0.0)
+    v = build_view(shards={0: "c1"}, nodes=[NodeLiveness("c1", "coreapp", STALE * 2)],
+                   reports={}, tracker=tr, now=1.0, heartbeat_interval=1.0,
+                   unhealthy_interval=3.0, stale_after=STALE, db_reachable_for=2.0)
+    assert v.db_reachable_for == 2.0
+    assert failure_reason("c1", v) is None
 
 
 def test_unassigned_shard_gets_an_owner():

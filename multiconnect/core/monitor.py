@@ -10,7 +10,10 @@ Two detectors, as documented for the real client:
   only never promotes.
 * **Database-based** (always on; the only one with a single live master): coreapps write a
   liveness row every ``liveness_interval`` (60 s); a primary coreapp whose row is older than
-  ``stale_after`` (120 s), judged by the database clock, is replaced.
+  ``stale_after`` (120 s), judged by the database clock, is replaced. Staleness counts only
+  while this master has been reaching the database (:class:`DatabaseContact`): after an
+  outage every row is old, but nobody could write it — the owner is judged stale only once
+  the master has seen the database for ``stale_after`` again.
 
 Promotion picks a coreapp that owns no shard, is live in the database and answers this
 master's heartbeats; each candidate is used once per plan, so no coreapp gets two shards.
@@ -74,6 +77,25 @@ class ClusterView:
     coreapps: Mapping[str, CoreappState]
     live_masters: int
     stale_after: float
+    db_reachable_for: float = math.inf   # this master's uninterrupted database contact (s)
+
+
+@dataclass
+class DatabaseContact:
+    """How long this master has reached the database without an error: ``ok(now)`` after
+    each successful round of monitor queries, ``failed()`` on any database error."""
+
+    since: float | None = None
+
+    def ok(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
+
+    def failed(self) -> None:
+        self.since = None
+
+    def reachable_for(self, now: float) -> float:
+        return 0.0 if self.since is None else max(0.0, now - self.since)
 
 
 @dataclass(frozen=True)
@@ -91,7 +113,7 @@ def failure_reason(owner: str | None, view: ClusterView) -> str | None:
     st = view.coreapps.get(owner)
     if st is None:
         return f"{owner} is not a registered coreapp"
-    if st.liveness_age > view.stale_after:
+    if min(st.liveness_age, view.db_reachable_for) > view.stale_after:
         return (f"database liveness of {owner} is {st.liveness_age:.1f}s old "
                 f"(> {view.stale_after:g}s)")
     if view.live_masters >= 2 and st.unhealthy_here and st.unhealthy_elsewhere >= 1:
@@ -138,6 +160,7 @@ def live_master_window(heartbeat_interval: float) -> float:
 def build_view(*, shards: Mapping[int, str | None], nodes: Iterable[NodeLiveness],
                reports: Mapping[str, int], tracker: HeartbeatTracker, now: float,
                heartbeat_interval: float, unhealthy_interval: float, stale_after: float,
+               db_reachable_for: float = math.inf,
                break_promote_on_primary_miss: bool = False) -> ClusterView:
     """Assemble the primary master's view from what it read and what it saw itself.
 
@@ -159,4 +182,4 @@ def build_view(*, shards: Mapping[int, str | None], nodes: Iterable[NodeLiveness
         states[n.name] = CoreappState(n.name, n.age, here,
                                       tracker.answering(n.name, now, heartbeat_interval),
                                       elsewhere)
-    return ClusterView(dict(shards), states, live_masters, stale_after)
+    return ClusterView(dict(shards), states, live_masters, stale_after, db_reachable_for)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Union
 
 
 class Gateway(Enum):
@@ -70,7 +71,8 @@ class Ping:
     pass
 
 
-Action = Confirm | Connect | Close | Ping
+# Union, not ``|``: the simulator also runs under Debian's pypy3 (Python 3.9)
+Action = Union[Confirm, Connect, Close, Ping]  # noqa: UP007
 
 # close reasons of a gateway connection (``GatewayConnection.close_reason``) that mean the
 # gateway itself ended it, so it holds no ghost of it

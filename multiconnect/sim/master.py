@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .. import schema
 from ..core.lease import LeaseCore, LeaseDecision
 from ..core.monitor import (
+    DatabaseContact,
     HeartbeatTracker,
     NodeLiveness,
     build_view,
@@ -41,6 +42,7 @@ class MasterProc(Proc):
         now = self.mono()
         self.lease = LeaseCore(self.name, cfg.timing.lease_ttl)
         self.tracker = HeartbeatTracker(started_at=now)
+        self.db_contact = DatabaseContact()
         self.settings = Settings(cfg.timing.heartbeat_interval, cfg.timing.unhealthy_interval)
         self.settings_version = 0
         self.schema_target = schema.LATEST
@@ -134,6 +136,7 @@ class MasterProc(Proc):
         registered = False
         while True:
             period = max(0.25, self.settings.heartbeat_interval / 2)
+            began = self.mono()
             try:
                 if not registered:
                     version = yield from self.db_mon.call("schema_version")
@@ -145,11 +148,12 @@ class MasterProc(Proc):
                     yield from self._primary_duties()
                 if registered:
                     yield from self._observe_and_publish()
+                self.db_contact.ok(began)
             except NotPrimary as e:
                 self.world.note(self.name, "fenced write refused: %s", str(e))
                 self.lease.lost()
             except DatabaseError:
-                pass
+                self.db_contact.failed()
             yield (SLEEP, period)
 
     def _observe_and_publish(self) -> Generator[Any, Any, None]:
@@ -192,6 +196,7 @@ class MasterProc(Proc):
             nodes=[NodeLiveness(n.name, n.role, n.age) for n in nodes], reports=reports,
             tracker=self.tracker, now=now, heartbeat_interval=h,
             unhealthy_interval=self.settings.unhealthy_interval,
+            db_reachable_for=self.db_contact.reachable_for(now),
             stale_after=cfg.timing.stale_after,
             break_promote_on_primary_miss=self.break_primary_miss)
         fence_extra = cfg.timing.gateway_ping_timeout + FENCE_MARGIN

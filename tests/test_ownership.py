@@ -110,13 +110,31 @@ def test_gateway_up_allows_sending_on_that_shard_only(core, clock):
     assert not core.may_send(4, clock.now)
 
 
-def test_next_confirmation_exactly_one_period_after_the_answer(core, clock):
-    connect(core, clock)
-    answered = START + 0.25
-    goto(clock, answered + CONFIRM - EPS)
+def test_next_confirmation_exactly_one_period_after_the_send(core, clock):
+    sent = connect(core, clock)
+    goto(clock, sent + CONFIRM - EPS)
     assert not of(core.tick(clock.now), Confirm)
-    goto(clock, answered + CONFIRM)
+    goto(clock, sent + CONFIRM)
     assert of(core.tick(clock.now), Confirm) == [Confirm(core.ttl)]
+
+
+def test_a_slow_confirmation_is_followed_at_once_and_never_lapses(clock):
+    """Found by the failover suite: a confirmation answered 1.3 s late (F = 2 s, h/2 = 0.5 s)
+    left 0.45 s of validity while the next one was due 0.5 s after the answer — the owner
+    self-fenced right after connecting."""
+    core = make_core(ttl=2.0, confirm_period=0.5, ping_period=0.5, keepalive=2.0,
+                     rate_safety=0.9)
+    assert of(core.tick(clock.now), Confirm)
+    sent = clock.now
+    goto(clock, sent + 1.3)
+    actions = core.confirmed(sent, clock.now, OwnedRow(0, 1, False))
+    assert of(actions, Connect) and of(actions, Confirm), "the next confirmation goes at once"
+    again = clock.now
+    goto(clock, again + 0.1)
+    core.gateway_up(clock.now, 1)
+    core.confirmed(again, clock.now, OwnedRow(0, 1, False))
+    assert core.valid_until == again + 0.9 * 2.0
+    assert core.may_send(0, clock.now)
 
 
 # -- pings ---------------------------------------------------------------------------------------
@@ -151,7 +169,9 @@ def test_valid_until_is_send_time_plus_ttl_even_for_a_slow_confirmation(core, cl
     core.tick(clock.now)
     sent_at = clock.now
     clock.advance(8.0)  # a slow transaction: answered 8 s after it was sent
-    assert core.confirmed(sent_at, clock.now, OwnedRow(0, 1, False)) == [Connect(0, 1)]
+    # the next confirmation was due one period after the send: it goes at once
+    assert core.confirmed(sent_at, clock.now, OwnedRow(0, 1, False)) == [
+        Confirm(TTL), Connect(0, 1)]
     assert core.valid_until == sent_at + TTL
     clock.advance(0.5)
     assert core.gateway_up(clock.now, 1) == []

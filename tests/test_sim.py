@@ -324,13 +324,18 @@ def test_a_lapse_during_a_reconnect_with_the_ghost_wait(seed, prefix, monkeypatc
 def _slow_clock(rate: float, seed: int = 3, rate_safety: float | None = None) -> Scenario:
     """coreapp-1 owns shard 0 with a clock running at ``rate``; at 100 s it is cut from both
     masters (a promotion follows), at 125 s from the database (its validity freezes), and it
-    is paused just before its own deadline — so its last ping stays the gateway's last word."""
+    is paused just before its own deadline — so its last ping stays the gateway's last word.
+    It pings every 0.25 s, so a ping falls in any window past the database's valid_until
+    (with the default K/4 whether one does depended on the phase of the confirmations)."""
     s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2),
                  rates={"coreapp-1": rate})
-    if rate_safety is not None:
-        def set_safety(s: Scenario) -> None:
-            s.cl.hosts["coreapp-1"].proc.own.rate_safety = rate_safety
-        s.at(2.0, set_safety)
+
+    def tune(s: Scenario) -> None:
+        own = s.cl.hosts["coreapp-1"].proc.own
+        own.ping_period = 0.25
+        if rate_safety is not None:
+            own.rate_safety = rate_safety
+    s.at(2.0, tune)
     s.at(100.0, lambda s: [s.cut(m, "coreapp-1") for m in ("master-1", "master-2")])
     s.at(125.0, lambda s: s.cut("coreapp-1", "db"))
 

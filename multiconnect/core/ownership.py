@@ -1,7 +1,8 @@
 """A coreapp's ownership of its shard, sans-IO, and its self-fencing.
 
 Model: the shard map row ``(shard, hostname, epoch, valid_until, fence_until)`` says who owns
-a shard. The coreapp confirms ownership every ``confirm_period`` with a transaction that, if
+a shard. The coreapp confirms ownership every ``confirm_period`` (counted from the previous
+confirmation's send, so a slow answer is followed at once) with a transaction that, if
 the row is still ours and not fenced, sets ``valid_until = db_now + ttl``. Locally it may act
 (keep its gateway connection, ping, send) until ``sent_at + ttl`` on its monotonic clock,
 times ``rate_safety`` (0.9), which ends no later than the row's ``valid_until`` even if this
@@ -172,7 +173,9 @@ class OwnershipCore:
     def confirmed(self, sent_at: float, now: float, row: OwnedRow | None) -> list[Action]:
         """Outcome of a confirmation transaction started at ``sent_at``."""
         self.confirming = False
-        self.next_confirm = now + self.confirm_period
+        # one period after the *send*: a slow answer must not push the next confirmation past
+        # the validity it bought (answered 1.3 s late with F = 2 s, now + h/2 came after it)
+        self.next_confirm = sent_at + self.confirm_period
         actions: list[Action] = []
         if row is None:
             if self.shard is not None:

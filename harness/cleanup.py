@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import docker
 import docker.errors
@@ -55,6 +57,25 @@ def runs(client: docker.DockerClient) -> dict[str, str]:
     return out
 
 
+def _remove_network(network: Any, wait: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                    clock: Callable[[], float] = time.monotonic) -> int:
+    """Remove one network. The engine releases a removed container's endpoint
+    asynchronously (dockerd 20.10 answered 403 "has active endpoints" right after the
+    containers were gone), so that answer is waited out for up to ``wait`` s; anything else,
+    or the same answer after the wait, is raised."""
+    deadline = clock() + wait
+    while True:
+        try:
+            network.remove()
+            return 1
+        except docker.errors.NotFound:
+            return 0
+        except docker.errors.APIError as e:
+            if "active endpoints" not in str(e) or clock() >= deadline:
+                raise
+        sleep(0.2)
+
+
 def remove_run(client: docker.DockerClient, run_id: str) -> int:
     """Remove every container, network and volume of one run. Returns how many."""
     flt = {"label": f"{LABEL_RUN}={run_id}"}
@@ -70,11 +91,7 @@ def remove_run(client: docker.DockerClient, run_id: str) -> int:
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
         removed = sum(pool.map(remove, containers))
     for n in client.networks.list(filters=flt):
-        try:
-            n.remove()
-            removed += 1
-        except docker.errors.NotFound:
-            pass
+        removed += _remove_network(n)
     for v in client.volumes.list(filters=flt):
         try:
             v.remove(force=True)

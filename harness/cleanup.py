@@ -57,12 +57,19 @@ def runs(client: docker.DockerClient) -> dict[str, str]:
     return out
 
 
+STUCK_NETWORK = ("[cleanup] network {name} has no containers but the engine still counts "
+                 "active endpoints (a dockerd bug); left for the next sweep — restarting the "
+                 "engine clears it. New runs are not affected (each has its own network).")
+
+
 def _remove_network(network: Any, wait: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                    clock: Callable[[], float] = time.monotonic) -> int:
+                    clock: Callable[[], float] = time.monotonic,
+                    progress: Callable[[str], None] | None = None) -> int:
     """Remove one network. The engine releases a removed container's endpoint
     asynchronously (dockerd 20.10 answered 403 "has active endpoints" right after the
-    containers were gone), so that answer is waited out for up to ``wait`` s; anything else,
-    or the same answer after the wait, is raised."""
+    containers were gone), so that answer is waited out for up to ``wait`` s. If it persists
+    the endpoint is stale inside the engine: reported, not raised (nothing of the run is
+    running any more). Any other error is raised."""
     deadline = clock() + wait
     while True:
         try:
@@ -71,12 +78,15 @@ def _remove_network(network: Any, wait: float = 10.0, sleep: Callable[[float], N
         except docker.errors.NotFound:
             return 0
         except docker.errors.APIError as e:
-            if "active endpoints" not in str(e) or clock() >= deadline:
+            if "active endpoints" not in str(e):
                 raise
+            if clock() >= deadline:
+                (progress or print)(STUCK_NETWORK.format(name=getattr(network, "name", "?")))
+                return 0
         sleep(0.2)
 
 
-def remove_run(client: docker.DockerClient, run_id: str) -> int:
+def remove_run(client: docker.DockerClient, run_id: str, network_wait: float = 10.0) -> int:
     """Remove every container, network and volume of one run. Returns how many."""
     flt = {"label": f"{LABEL_RUN}={run_id}"}
 
@@ -91,7 +101,7 @@ def remove_run(client: docker.DockerClient, run_id: str) -> int:
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
         removed = sum(pool.map(remove, containers))
     for n in client.networks.list(filters=flt):
-        removed += _remove_network(n)
+        removed += _remove_network(n, wait=network_wait)
     for v in client.volumes.list(filters=flt):
         try:
             v.remove(force=True)
@@ -106,7 +116,7 @@ def sweep(client: docker.DockerClient, progress: Callable[[str], None] | None = 
     swept = []
     for run_id, owner in runs(client).items():
         if not _owner_alive(owner):
-            n = remove_run(client, run_id)
+            n = remove_run(client, run_id, network_wait=1.0)  # a stuck one: seen before
             swept.append(run_id)
             if progress:
                 progress(f"[cleanup] swept {n} leftovers of dead run {run_id} (owner {owner})")

@@ -34,12 +34,15 @@ def test_active_endpoints_are_waited_out():
     assert n.calls == 3
 
 
-def test_still_active_after_the_wait_is_raised():
+def test_still_active_after_the_wait_is_reported_not_raised():
+    """A stale endpoint inside the engine: the run's containers are gone, the network stays;
+    failing the test (or the next run's sweep) for it would stop every later run."""
     clock, sleep = clock_pair()
     n = FakeNetwork([docker.errors.APIError(ACTIVE)] * 100)
-    with pytest.raises(docker.errors.APIError, match="active endpoints"):
-        _remove_network(n, wait=1.0, sleep=sleep, clock=clock)
+    said: list[str] = []
+    assert _remove_network(n, wait=1.0, sleep=sleep, clock=clock, progress=said.append) == 0
     assert n.calls == 6  # t = 0, 0.2, …, 1.0
+    assert said and "active endpoints" in said[0] and "restarting the engine" in said[0]
 
 
 def test_other_errors_are_raised_at_once_and_gone_counts_zero():

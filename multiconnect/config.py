@@ -12,6 +12,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .timing import LIVENESS_INTERVAL, STALE_AFTER
+
 
 class ConfigError(ValueError):
     def __init__(self, variable: str, message: str) -> None:
@@ -74,11 +76,11 @@ class NodeConfig:
 
     @property
     def liveness_interval(self) -> float:
-        return 60.0 * self.db_monitor_scale
+        return LIVENESS_INTERVAL * self.db_monitor_scale
 
     @property
     def stale_after(self) -> float:
-        return 120.0 * self.db_monitor_scale
+        return STALE_AFTER * self.db_monitor_scale
 
     def route(self, peer: str, default: str, kind: str = "") -> str:
         """Address to reach ``peer`` (its internal port, or ``kind='heartbeat'``)."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: The documented database monitoring (seconds), before ``WA_DB_MONITOR_SCALE``.
+LIVENESS_INTERVAL = 60.0
+STALE_AFTER = 120.0
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -21,11 +25,11 @@ class Timing:
 
     @property
     def liveness_interval(self) -> float:
-        return 60.0 * self.db_monitor_scale
+        return LIVENESS_INTERVAL * self.db_monitor_scale
 
     @property
     def stale_after(self) -> float:
-        return 120.0 * self.db_monitor_scale
+        return STALE_AFTER * self.db_monitor_scale
 
     @property
     def ownership_ttl(self) -> float:

@@ -103,7 +103,12 @@ def roles_from_health(health: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 class FailoverClient:
     """A client of several webapps that retries a request on the next webapp when the
-    connection to the current one fails (refused, reset, or closed without an answer).
+    connection to the current one fails (refused, reset, closed without an answer) or no
+    answer comes within the timeout, and stays on the webapp that answered.
+
+    A timeout counts because a killed container does not refuse: once its network namespace
+    is gone, packets to its address go unanswered, and a proxy in front of it accepts the
+    client's connection and then waits for a dial that never completes.
 
     This is the client the documentation's "second webapp" promise is about. It gives
     at-least-once delivery: a request that reached a webapp which then died unanswered may be
@@ -125,7 +130,7 @@ class FailoverClient:
             self.attempts += 1
             try:
                 r = client.send_text(to, body, timeout=timeout)
-            except requests.ConnectionError as e:
+            except (requests.ConnectionError, requests.Timeout) as e:
                 last = e
                 continue
             self.current = (self.current + i) % len(self.clients)

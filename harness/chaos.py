@@ -160,7 +160,8 @@ class ChaosRunner:
                  *, progress: Callable[[str], None] = print) -> None:
         self.cluster, self.history, self.nemesis, self.opts = cluster, history, nemesis, opts
         self.progress = progress
-        self.gateway_since = 0  # the gateway log's cursor: each execution records only new events
+        # the gateway log's cursor: each execution records only new events
+        self.gateway_since = getattr(cluster, "gateway_since", 0)
         t = cluster.spec.timing
         self.settle = float(bounds.partition_failover(
             t.heartbeat_interval, t.unhealthy_interval, t.gateway_ping_timeout)) \

@@ -34,6 +34,7 @@ from .api import ApiClient, ApiError, roles_from_health
 from .engine import ensure_engine, print_to_stderr
 from .images import ensure_images
 from .links import PORTS, LinkTable, build_links
+from .reuse import gateway_cursor
 from .spec import Topology, validate
 from .toxiproxy import Toxiproxy
 from .wait import WaitTimeout, wait_for
@@ -78,6 +79,13 @@ class Cluster:
         self.toxiproxy: Toxiproxy | None = None
         self._api: dict[int, ApiClient] = {}
         self.started = False
+        # reuse between tests (harness.reuse): cleared when a fault could not be healed or a
+        # test changed what the next one assumes; ``uses`` counts the tests served
+        self.reusable = True
+        self.uses = 1
+        self.gateway_since = 0  # where a test's gateway recording starts
+        self.test_started_wall: float | None = None  # set when reused: logs from here
+        self.initial_settings: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, timeout: float = 120.0) -> Cluster:
@@ -313,6 +321,43 @@ class Cluster:
                    "one primary master and one connected coreapp per shard")
         self._wait(lambda: self._check_alive() or self.round_trip(), timeout,
                    "a message to every shard acknowledged and delivered")
+        self.initial_settings = self.api().settings()
+
+    def check_reusable(self, timeout: float = 30.0) -> str | None:
+        """The reuse gate (see :mod:`harness.reuse`): None when this cluster may serve the
+        next test, else why not. Resets every link; waits up to ``timeout`` for every node to
+        answer health with one primary master and one connected coreapp per shard, and for a
+        message to every shard to be delivered; the settings must be those of bring-up."""
+        for node in self.nodes.values():
+            node.container.reload()
+            if node.container.status != "running":
+                return f"container {node.container.name} is {node.container.status}"
+        assert self.toxiproxy is not None
+        self.toxiproxy.reset()
+        names = self.spec.node_names("master") + self.spec.node_names("coreapp")
+
+        def settled() -> bool:
+            for k in range(2, self.spec.webapps + 1):
+                self.api(k).health()  # every webapp answers (webapp-1: just below)
+            roles = self.health()
+            missing = [n for n in names if not roles.get(n, {}).get("role")]
+            return not missing and self.ready_state() is not None
+
+        try:
+            wait_for(settled, timeout=timeout, what="every master and coreapp answering "
+                     "health, one primary master and one connected coreapp per shard")
+            wait_for(self.round_trip, timeout=timeout, what="a message to every shard")
+        except WaitTimeout as e:
+            return str(e)
+        settings = self.api().settings()
+        if settings != self.initial_settings:
+            changed = sorted(k for k in settings.keys() | (self.initial_settings or {}).keys()
+                             if settings.get(k) != (self.initial_settings or {}).get(k))
+            return f"application settings changed since bring-up: {', '.join(changed)}"
+        self.gateway_since = gateway_cursor(self.gateway_events(self.gateway_since),
+                                            self.gateway_end())
+        self.test_started_wall = time.time()
+        return None
 
     # ------------------------------------------------------------------ observation
     @property
@@ -349,12 +394,13 @@ class Cluster:
     def round_trip(self) -> bool:
         api = self.api()
         for shard in range(self.spec.shards):
+            since = self.gateway_end()
             to = recipients_for_shard(shard, self.spec.shards, 1, prefix="1999")[0]
             r = api.send_text(to, f"readiness {self.run_id}")
             if r.status_code != 201:
                 raise ApiError(r.status_code, r.text, f"readiness message to shard {shard}")
             mid = r.json()["messages"][0]["id"]
-            if not any(e.get("id") == mid for e in self.gateway_events()
+            if not any(e.get("id") == mid for e in self.gateway_events(since)
                        if e["type"] == "deliver"):
                 return False
         return True
@@ -382,6 +428,13 @@ class Cluster:
             if not body["events"] or body["next"] == since:
                 return out
             since = body["next"]
+
+    def gateway_end(self) -> int:
+        """The gateway log's length now (a cursor past every event so far)."""
+        r = requests.get(f"{self.gateway_url}/events", params={"since": 1 << 40, "limit": 1},
+                         timeout=2)
+        r.raise_for_status()
+        return int(r.json()["next"])
 
     def db_connect(self, timeout: float = 2.0) -> pymysql.connections.Connection:
         return pymysql.connect(host=self.nodes["db"].ip, port=PORTS["db"], user="root",
@@ -424,10 +477,12 @@ class Cluster:
             return f"(no log: {e})"
 
     def logs(self) -> dict[str, str]:
+        """Every container's log; on a reused cluster, only since the current test began."""
         out = {}
+        since = int(self.test_started_wall) if self.test_started_wall else None
         for name, node in self.nodes.items():
             try:
-                out[name] = node.container.logs().decode(errors="replace")
+                out[name] = node.container.logs(since=since).decode(errors="replace")
             except docker.errors.APIError as e:
                 out[name] = f"(no log: {e})"
         return out

@@ -3,8 +3,9 @@
 ``nemesis``: a :class:`harness.nemesis.Nemesis` on the test's ``cluster`` recording into its
 ``history``; teardown heals every fault still active (also after a failure or Ctrl-C, since
 pytest tears fixtures down on KeyboardInterrupt) and fails the test's teardown if a heal
-failed. ``workload``: a :class:`harness.workload.Workload` (not started: use
-``with workload.running():``); teardown stops it if it is still running.
+failed (and then the cluster is never reused). ``workload``: a
+:class:`harness.workload.Workload` (not started: use ``with workload.running():``); teardown
+stops it if it is still running.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ def nemesis(cluster: Any, history: Any) -> Iterator[Any]:
     try:
         yield n
     finally:
-        n.heal_all()
+        try:
+            n.heal_all()
+        except BaseException:
+            cluster.reusable = False  # a fault may still be in place: never reuse
+            raise
 
 
 @pytest.fixture

@@ -133,13 +133,13 @@ class GatewayRecorder(Poller):
 
     def __init__(self, gateway_url: str | Callable[[], str], history: History,
                  interval: float = 0.2, timeout: float = 2.0,
-                 http: Any = None, **kw: Any) -> None:
+                 http: Any = None, since: int = 0, **kw: Any) -> None:
         super().__init__(interval, **kw)
         self._url = gateway_url
         self.history = history
         self.timeout = timeout
         self.http = http or requests.Session()
-        self.since = 0
+        self.since = since  # the log's cursor (a reused cluster's test starts past 0)
         self.recorded = 0
         self._lock = threading.Lock()
 

@@ -3,10 +3,12 @@
 Settings reach a test three ways, like pytest's own plugins: command-line option, ini key,
 marker — the marker wins for its test (``@pytest.mark.topology(coreapps=5, shards=4)``).
 
-Fixtures: ``mc_topology`` (the spec for this test), ``cluster`` (a started cluster, removed
-afterwards), ``cluster_factory`` (start several / custom ones), ``history`` (JSON lines under
-the test's artifact directory), ``nemesis`` and ``workload`` (healed / stopped in teardown
-whatever happens), ``record_figures`` (figures for the terminal summary and the report).
+Fixtures: ``mc_topology`` (the spec for this test), ``cluster`` (a ready cluster: the last
+passing test's if its topology matches and it passes the reuse gate, see
+:mod:`harness.reuse`; ``--mc-fresh-cluster`` starts one per test), ``cluster_factory``
+(start several / custom ones), ``history`` (JSON lines under the test's artifact directory),
+``nemesis`` and ``workload`` (healed / stopped in teardown whatever happens),
+``record_figures`` (figures for the terminal summary and the report).
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "steady growth")
     group.addoption("--chaos-soak-interval", type=float, default=10.0,
                     dest="chaos_soak_interval", help="seconds between soak samples (10)")
+    group.addoption("--mc-fresh-cluster", action="store_true", dest="mc_fresh_cluster",
+                    help="a new cluster for every test (default: a passing test's cluster "
+                         "serves the next test of the same topology after a reuse gate)")
     group.addoption("--mc-keep-failed", action="store_true", dest="mc_keep_failed",
                     help="keep a failed test's cluster running for inspection "
                          "(remove it with: python -m harness down --run-id ID)")
@@ -177,26 +182,55 @@ def _failed(request: pytest.FixtureRequest) -> bool:
                for w in ("setup", "call"))
 
 
+@pytest.fixture(scope="session")
+def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The session's :class:`harness.reuse.ClusterPool`; removes the idle cluster at the end
+    (also after Ctrl-C: pytest tears session fixtures down)."""
+    from .cluster import Cluster
+    from .reuse import ClusterPool
+
+    pool = ClusterPool(lambda spec: Cluster(spec).start(),
+                       enabled=not request.config.getoption("mc_fresh_cluster"))
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """With reuse on, tests of the same topology run together: a stable sort puts the tests
+    with a ``topology`` marker after the others, grouped by marker (order otherwise kept)."""
+    if config.getoption("mc_fresh_cluster"):
+        return
+
+    def key(item: pytest.Item) -> tuple[int, str]:
+        marker = item.get_closest_marker("topology")
+        return (0, "") if marker is None else (1, repr(sorted(marker.kwargs.items())))
+
+    items.sort(key=key)
+
+
 @pytest.fixture
 def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
-                    mc_artifacts: Path) -> Iterator[Callable[..., Any]]:
+                    mc_artifacts: Path, mc_cluster_pool: Any) -> Iterator[Callable[..., Any]]:
     from .cluster import Cluster
 
     started: list[Cluster] = []
 
     def make(**changes: Any) -> Cluster:
         spec = mc_topology.with_(**changes) if changes else mc_topology
-        c = Cluster(spec)
-        started.append(c)
         try:
             import allure
         except ImportError:
-            c.start()
+            c = mc_cluster_pool.acquire(spec)
         else:
-            with allure.step(f"bring up cluster {c.run_id} ({_describe(spec)})"):
-                c.start()
-            allure.attach(json.dumps(spec.to_dict(), indent=1), name="topology",
-                          attachment_type=allure.attachment_type.JSON)
+            with allure.step(f"cluster: {_describe(spec)}"):
+                c = mc_cluster_pool.acquire(spec)
+            allure.attach(json.dumps({**spec.to_dict(), "run_id": c.run_id,
+                                      "test_on_this_cluster": c.uses}, indent=1),
+                          name="topology", attachment_type=allure.attachment_type.JSON)
+        started.append(c)
         _note_environment(request.config, c)
         return c
 
@@ -211,7 +245,7 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
                 print(f"\n[cluster] kept {c.run_id} for inspection: "
                       f"python -m harness down --run-id {c.run_id}")
             else:
-                c.stop()
+                mc_cluster_pool.release(c, reusable=not failed)
 
 
 def _note_environment(config: pytest.Config, c: Any) -> None:
@@ -247,7 +281,8 @@ def _save_failure_artifacts(c: Any, where: Path) -> None:
     for name, text in logs.items():
         (where / f"{name}.log").write_text(scrub.text(text))
     with contextlib.suppress(Exception):
-        (where / "gateway-events.json").write_text(json.dumps(c.gateway_events(), indent=1))
+        (where / "gateway-events.json").write_text(
+            json.dumps(c.gateway_events(c.gateway_since), indent=1))
     try:
         from . import report
         report.attach_container_logs(logs, scrub)

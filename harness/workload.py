@@ -525,7 +525,8 @@ class Workload:
         self.gateway: GatewayRecorder | None = None
         if gateway:
             self.gateway = GatewayRecorder(lambda: cluster.gateway_url, history,
-                                           duration=duration + 60)
+                                           duration=duration + 60,
+                                           since=getattr(cluster, "gateway_since", 0))
             self.observers.append(self.gateway)
         self.started = False
 

@@ -43,6 +43,7 @@ def test_random_fault_schedule(request, chaos_run, cluster, history, nemesis, mc
     label("chaos", "random schedules", "seeded random fault schedule")
     opts = ChaosOptions.from_config(request.config, chaos_run)
     topology = cluster.spec
+    cluster.reusable = False  # a chaos run (and its shrinking) leaves any state behind
     replay = replay_command(_replay_id(request), opts, topology)
     print(f"\n[chaos] seed {opts.seed}; replay: {replay}")
     schedule = opts.schedule(topology)

@@ -55,7 +55,7 @@ def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis
             hold(2)
         with phase(f"heal: restart {old}"):
             nemesis.heal(f)
-            hold(2)
+            settle(cluster, history)  # the end-state check needs the restarted master's answers
     takeover = round(seen.time - start, 3) if seen else None
     assert takeover is not None, (
         f"CHECK FAILED: no other primary master within {bound} after killing {old}")

@@ -189,8 +189,12 @@ def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
     from .cluster import Cluster
     from .reuse import ClusterPool
 
-    pool = ClusterPool(lambda spec: Cluster(spec).start(),
-                       enabled=not request.config.getoption("mc_fresh_cluster"))
+    def start(spec: Topology) -> Cluster:
+        c = Cluster(spec)
+        c.start()
+        return c
+
+    pool = ClusterPool(start, enabled=not request.config.getoption("mc_fresh_cluster"))
     try:
         yield pool
     finally:
@@ -228,7 +232,7 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
             with allure.step(f"cluster: {_describe(spec)}"):
                 c = mc_cluster_pool.acquire(spec)
             allure.attach(json.dumps({**spec.to_dict(), "run_id": c.run_id,
-                                      "test_on_this_cluster": c.uses}, indent=1),
+                                      "test_on_this_cluster": getattr(c, "uses", 1)}, indent=1),
                           name="topology", attachment_type=allure.attachment_type.JSON)
         started.append(c)
         _note_environment(request.config, c)
@@ -282,7 +286,7 @@ def _save_failure_artifacts(c: Any, where: Path) -> None:
         (where / f"{name}.log").write_text(scrub.text(text))
     with contextlib.suppress(Exception):
         (where / "gateway-events.json").write_text(
-            json.dumps(c.gateway_events(c.gateway_since), indent=1))
+            json.dumps(c.gateway_events(getattr(c, "gateway_since", 0)), indent=1))
     try:
         from . import report
         report.attach_container_logs(logs, scrub)

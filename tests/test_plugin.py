@@ -406,7 +406,7 @@ class FakeCluster:
     def logs(self):
         return {{"coreapp-1": "connecting to db as waent with {SECRET}\\nready\\n"}}
 
-    def gateway_events(self):
+    def gateway_events(self, since=0):
         return [{{"seq": 1, "type": "connect"}}]
 
     def __repr__(self):

@@ -42,7 +42,7 @@ def wait_history(history: History, predicate: Callable[[History], Any], timeout:
     return None
 
 
-def warm_up(history: History, count: int = 20, timeout: float = 20.0) -> None:
+def warm_up(history: History, count: int = 10, timeout: float = 20.0) -> None:
     """Traffic flows before the fault, so downtime is measured from a working state."""
     if not wait_history(history, lambda h: ok_sends(h) >= count, timeout,
                         f"{count} acknowledged messages"):

@@ -38,12 +38,16 @@ def test_clock_skew_changes_nothing(target, offset, mode, cluster, history, neme
     with workload.running():
         warm_up(history)
         f = ClockSkew(target, offset=offset, mode=mode, over=2 * t.unhealthy_interval)
+        # held past the heartbeat failover bound (a spurious promotion would show by then);
+        # a drift is held until it is complete and one unhealthy_interval more
+        watch = float(bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
+                                                t.gateway_ping_timeout))
         with phase(f"fault: clock {mode} {offset:+d}s on {target}"):
             nemesis.start(f)
-            hold(3 * t.unhealthy_interval)
+            hold(3 * t.unhealthy_interval if mode == "drift" else watch)
         with phase("heal: clock back"):
             nemesis.heal(f)
-            hold(2 * t.unhealthy_interval)
+            hold(watch)
     judge(history.events(), [
         partial(no_promotion, shard=0), partial(downtime, bound=bounds.MARGIN),
         single_connected, no_lost_acks, partial(primary_masters, last=3),

@@ -31,7 +31,7 @@ def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
             wait_history(history, lambda h: new_connect(h, shard, old, start),
                          float(bound) + 5, "a new primary coreapp at the gateway")
         with phase("traffic after the promotion"):
-            hold(3)
+            hold(2)
         with phase(f"heal: {f.kind} {old}"):
             nemesis.heal(f)
             if after is not None:

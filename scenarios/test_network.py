@@ -3,6 +3,7 @@ documented rule says so, and never overlap at the gateway."""
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import pytest
@@ -131,12 +132,14 @@ def test_flapping_links_no_promotion_churn(cluster, history, nemesis, workload, 
     label("failover", "network", "flapping master↔coreapp links")
     t = cluster.spec.timing
     cut_for = max(0.5, (t.unhealthy_interval - t.heartbeat_interval) * 0.5)
+    # enough cuts that together they outlast unhealthy_interval by a quarter (at least 4)
+    cycles = max(4, math.ceil(1.25 * t.unhealthy_interval / cut_for))
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
         links = _links_from_masters(cluster, pc)
-        with phase(f"fault: 6 × (cut {cut_for:g}s, heal {2 * t.heartbeat_interval}s)"):
-            for _ in range(6):
+        with phase(f"fault: {cycles} × (cut {cut_for:g}s, heal {2 * t.heartbeat_interval}s)"):
+            for _ in range(cycles):
                 f = Cut(links)
                 nemesis.start(f)
                 try:

@@ -45,31 +45,40 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
     assert bad.status_code == 400 and "errors" in bad.json(), (
         f"invalid settings must be refused with the error envelope: {bad.status_code} {bad.text}")
     r = api.patch_settings({"heartbeat_interval": new_h, "unhealthy_interval": new_u})
-    assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"
-    assert api.settings()["unhealthy_interval"] == new_u
-    for m in cluster.spec.node_names("master"):
-        wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"] == new_u,
-                 timeout=3 * new_h + 5, what=f"{m} applying unhealthy_interval={new_u}")
-    time.sleep(new_u)  # let every master's heartbeat view settle on the new period
-    bound = bounds.heartbeat_failover(new_h, new_u, cluster.spec.timing.gateway_ping_timeout)
-    with workload.running():
-        warm_up(history)
-        pc = cluster.primary_coreapp(0)
-        f = Kill(pc)
-        nemesis.start(f)
-        start = history.now()
-        seen = wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
-                            "a new primary")
-        nemesis.heal(f)
-    took = seen.time - start if seen else None
-    assert took is None or took >= new_u - new_h, (
-        f"CHECK FAILED: promotion after {took:.2f}s, sooner than the new unhealthy_interval "
-        f"{new_u}s allows: the old setting is still in use")
-    judge(history.events(), [
-        partial(promotion, shard=0, bound=bound),
-        single_connected, no_lost_acks],
-          artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-          title=f"failover after settings change (h={new_h}, u={new_u})")
+    try:
+        assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"
+        assert api.settings()["unhealthy_interval"] == new_u
+        for m in cluster.spec.node_names("master"):
+            wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"] == new_u,
+                     timeout=3 * new_h + 5, what=f"{m} applying unhealthy_interval={new_u}")
+        time.sleep(new_u)  # let every master's heartbeat view settle on the new period
+        bound = bounds.heartbeat_failover(new_h, new_u, cluster.spec.timing.gateway_ping_timeout)
+        with workload.running():
+            warm_up(history)
+            pc = cluster.primary_coreapp(0)
+            f = Kill(pc)
+            nemesis.start(f)
+            start = history.now()
+            seen = wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
+                                "a new primary")
+            nemesis.heal(f)
+        took = seen.time - start if seen else None
+        assert took is None or took >= new_u - new_h, (
+            f"CHECK FAILED: promotion after {took:.2f}s, sooner than the new unhealthy_interval "
+            f"{new_u}s allows: the old setting is still in use")
+        judge(history.events(), [
+            partial(promotion, shard=0, bound=bound),
+            single_connected, no_lost_acks],
+              artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+              title=f"failover after settings change (h={new_h}, u={new_u})")
+    finally:
+        # the old values back, applied by every master: the cluster can serve the next test
+        api.patch_settings({"heartbeat_interval": old["heartbeat_interval"],
+                            "unhealthy_interval": old["unhealthy_interval"]})
+        for m in cluster.spec.node_names("master"):
+            wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"]
+                     == old["unhealthy_interval"], timeout=3 * new_h + 5,
+                     what=f"{m} applying unhealthy_interval={old['unhealthy_interval']} again")
 
 
 @pytest.mark.topology(webapps=2)

@@ -341,7 +341,7 @@ class Cluster:
                 self.api(k).health()  # every webapp answers (webapp-1: just below)
             roles = self.health()
             missing = [n for n in names if not roles.get(n, {}).get("role")]
-            return not missing and self.ready_state() is not None
+            return not missing and self.ready_state(roles) is not None
 
         try:
             wait_for(settled, timeout=timeout, what="every master and coreapp answering "
@@ -349,10 +349,9 @@ class Cluster:
             wait_for(self.round_trip, timeout=timeout, what="a message to every shard")
         except WaitTimeout as e:
             return str(e)
-        settings = self.api().settings()
-        if settings != self.initial_settings:
-            changed = sorted(k for k in settings.keys() | (self.initial_settings or {}).keys()
-                             if settings.get(k) != (self.initial_settings or {}).get(k))
+        now, then = self.api().settings(), self.initial_settings or {}
+        changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+        if changed:
             return f"application settings changed since bring-up: {', '.join(changed)}"
         self.gateway_since = gateway_cursor(self.gateway_events(self.gateway_since),
                                             self.gateway_end())
@@ -382,8 +381,10 @@ class Cluster:
     def health(self) -> dict[str, dict[str, Any]]:
         return roles_from_health(self.api().health())
 
-    def ready_state(self) -> dict[str, Any] | None:
-        roles = self.health()
+    def ready_state(self, roles: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """One primary master and one connected coreapp per shard in ``roles`` (default: a
+        fresh health answer), else None."""
+        roles = self.health() if roles is None else roles
         primaries = [n for n, r in roles.items() if r.get("role") == "primary_master"]
         connected = [n for n, r in roles.items()
                      if r.get("role") == "coreapp" and r.get("gateway_status") == "connected"]

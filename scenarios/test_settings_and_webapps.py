@@ -31,6 +31,13 @@ def master_settings(cluster, name: str) -> dict:
     return json.loads(out)["settings"]
 
 
+def masters_apply(cluster, unhealthy: float, timeout: float) -> None:
+    """Wait until every master runs with ``unhealthy_interval`` = ``unhealthy``."""
+    for m in cluster.spec.node_names("master"):
+        wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"] == unhealthy,
+                 timeout=timeout, what=f"{m} applying unhealthy_interval={unhealthy}")
+
+
 def test_patch_settings_reaches_every_master_and_changes_failover(cluster, history, nemesis,
                                                                   workload, mc_artifacts,
                                                                   record_figures):
@@ -48,9 +55,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
     try:
         assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"
         assert api.settings()["unhealthy_interval"] == new_u
-        for m in cluster.spec.node_names("master"):
-            wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"] == new_u,
-                     timeout=3 * new_h + 5, what=f"{m} applying unhealthy_interval={new_u}")
+        masters_apply(cluster, new_u, timeout=3 * new_h + 5)
         time.sleep(new_u)  # let every master's heartbeat view settle on the new period
         bound = bounds.heartbeat_failover(new_h, new_u, cluster.spec.timing.gateway_ping_timeout)
         with workload.running():
@@ -75,10 +80,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
         # the old values back, applied by every master: the cluster can serve the next test
         api.patch_settings({"heartbeat_interval": old["heartbeat_interval"],
                             "unhealthy_interval": old["unhealthy_interval"]})
-        for m in cluster.spec.node_names("master"):
-            wait_for(lambda m=m: master_settings(cluster, m)["unhealthy_interval"]
-                     == old["unhealthy_interval"], timeout=3 * new_h + 5,
-                     what=f"{m} applying unhealthy_interval={old['unhealthy_interval']} again")
+        masters_apply(cluster, old["unhealthy_interval"], timeout=3 * new_h + 5)
 
 
 @pytest.mark.topology(webapps=2)

@@ -33,8 +33,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -115,6 +118,44 @@ class Sql:
         with self.conn.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchall()
+
+
+DNS_PROBE = r"""
+import socket, struct, sys, time
+q = struct.pack(">HHHHHH", 1, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(p)]) + p.encode() for p in sys.argv[1].split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3.0)
+while True:
+    t = time.monotonic()
+    try:
+        s.sendto(q, ("127.0.0.11", 53))
+        s.recvfrom(512)
+        print(f"{t} {time.monotonic() - t}", flush=True)
+    except OSError:
+        print(f"{t} -", flush=True)
+    time.sleep(max(0.0, 0.02 - (time.monotonic() - t)))
+"""
+
+
+class Dns(Sampler):
+    """Docker's embedded DNS (inside dockerd), asked from a node's network namespace."""
+
+    def __init__(self, pid: int, name: str = "toxiproxy") -> None:
+        super().__init__("dns", lambda: None)
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed command
+            ["nsenter", "-t", str(pid), "-n", sys.executable, "-c", DNS_PROBE, name],
+            stdout=subprocess.PIPE, text=True)
+
+    def _run(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            t, lat = line.split()
+            self.samples.append((float(t), None if lat == "-" else float(lat)))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 class Cpu:
@@ -203,6 +244,7 @@ def samplers(cluster: Cluster) -> list[Sampler]:
         Sampler("gateway", get(f"{cluster.gateway_url}/health")),
         Sampler("engine", lambda: engine.ping() and None),
         Sampler("harness", tick),
+        Dns(cluster.nodes["webapp-1"].container.attrs["State"]["Pid"]),
     ]
 
 
@@ -241,7 +283,8 @@ def fences(history: History, skip_shard: int, t0: float, t1: float) -> list[str]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=5)
-    ap.add_argument("--fault", choices=("kill", "spare", "start-only"), default="kill")
+    ap.add_argument("--fault", choices=("kill", "spare", "start-only", "freeze-engine"),
+                    default="kill")
     ap.add_argument("--down", type=float, default=7.0, help="seconds between kill and start")
     ap.add_argument("--watch", type=float, default=6.0, help="seconds watched after the start")
     ap.add_argument("--json", type=Path, help="write every sample here")
@@ -267,7 +310,21 @@ def main(argv: list[str] | None = None) -> int:
             assert cluster.client is not None
             for i in range(args.cycles):
                 mark: dict[str, float | str] = {"quiet": time.monotonic() - 3.0}
-                if args.fault == "start-only":
+                if args.fault == "freeze-engine":
+                    name = "dockerd"
+                    mark["target"] = name
+                    mark["kill"] = time.monotonic()
+                    time.sleep(1.0)
+                    pid = int(Path("/var/run/docker.pid").read_text())
+                    mark["start"] = time.monotonic()
+                    os.kill(pid, signal.SIGSTOP)
+                    try:
+                        time.sleep(args.down)
+                    finally:
+                        os.kill(pid, signal.SIGCONT)
+                    mark["started"] = time.monotonic()
+                    time.sleep(args.watch)
+                elif args.fault == "start-only":
                     name = "extra"
                     mark["target"] = name
                     mark["kill"] = time.monotonic()

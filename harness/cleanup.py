@@ -12,11 +12,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
 import docker.errors
+
+from .engine import EngineNotAnswering, answered, check_answering
 
 LABEL_RUN = "mc.run"
 LABEL_OWNER = "mc.owner"
@@ -86,29 +87,75 @@ def _remove_network(network: Any, wait: float = 10.0, sleep: Callable[[float], N
         sleep(0.2)
 
 
-def remove_run(client: docker.DockerClient, run_id: str, network_wait: float = 10.0) -> int:
-    """Remove every container, network and volume of one run. Returns how many."""
+CALL_TIMEOUT = 60.0  # one removal: a SIGKILL, the exit, the network leave, the files
+
+
+def remove_run(client: docker.DockerClient, run_id: str, network_wait: float = 10.0,
+               call_timeout: float = CALL_TIMEOUT) -> int:
+    """Remove every container, network and volume of one run. Returns how many.
+
+    Containers go **one at a time**, each unpaused first: dockerd 20.10 deadlocks in
+    libnetwork when one container leaves a network while another's endpoint deletion on the
+    same network is processed (moby#46661) — removing a run's containers concurrently did
+    that (docs/engine-stalls.md). A removal that gets no answer in ``call_timeout`` s is
+    reported by name; if the engine then fails the cheap probe too
+    (:func:`harness.engine.check_answering`), the rest is left for the next sweep and one
+    :class:`EngineNotAnswering` says what was left and how to get the engine back."""
     flt = {"label": f"{LABEL_RUN}={run_id}"}
+    removed = 0
+    unanswered: list[str] = []
 
-    def remove(cid: str) -> int:
+    def call(what: str, fn: Callable[[], Any]) -> Any:
         try:
-            client.api.remove_container(cid, force=True, v=True)
-            return 1
-        except docker.errors.NotFound:
-            return 0
+            return answered(what, fn, call_timeout)
+        except EngineNotAnswering:
+            unanswered.append(what)
+            check_answering(client, min(call_timeout, 10.0))  # wedged: raises, stop here
+            return None
 
-    containers = [c["Id"] for c in client.api.containers(all=True, filters=flt)]
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(containers)))) as pool:
-        removed = sum(pool.map(remove, containers))
-    for n in client.networks.list(filters=flt):
-        removed += _remove_network(n, wait=network_wait)
-    for v in client.volumes.list(filters=flt):
-        try:
-            v.remove(force=True)
-            removed += 1
-        except docker.errors.NotFound:
-            pass
+    try:
+        containers = call("list the run's containers",
+                          lambda: client.api.containers(all=True, filters=flt)) or []
+        for c in containers:
+            cid, name = c["Id"], (c.get("Names") or [c["Id"][:12]])[0].lstrip("/")
+            removed += call(f"remove container {name}", lambda cid=cid: _remove_container(
+                client, cid)) or 0
+        networks = call("list the run's networks", lambda: client.networks.list(filters=flt))
+        for n in networks or []:
+            removed += call(f"remove network {n.name}", lambda n=n: _remove_network(
+                n, wait=network_wait)) or 0
+        volumes = call("list the run's volumes", lambda: client.volumes.list(filters=flt))
+        for v in volumes or []:
+            removed += call(f"remove volume {v.name}", lambda v=v: _remove_volume(v)) or 0
+    except EngineNotAnswering as e:
+        raise EngineNotAnswering(
+            f"teardown of run {run_id} stopped, the engine is not answering (no answer to: "
+            f"{'; '.join(unanswered) or 'the probe'}); its leftovers are removed by the next "
+            f"sweep once the engine answers. {e}") from None
+    if unanswered:
+        raise EngineNotAnswering(f"teardown of run {run_id}: no answer to "
+                                 f"{'; '.join(unanswered)} within {call_timeout:g} s (the "
+                                 "engine answers the probe again; the next sweep retries)")
     return removed
+
+
+def _remove_container(client: docker.DockerClient, cid: str) -> int:
+    """Unpause (a paused container's SIGKILL waits for the thaw), then force-remove."""
+    try:
+        if client.api.inspect_container(cid)["State"].get("Paused"):
+            client.api.unpause(cid)
+        client.api.remove_container(cid, force=True, v=True)
+        return 1
+    except docker.errors.NotFound:
+        return 0
+
+
+def _remove_volume(volume: Any) -> int:
+    try:
+        volume.remove(force=True)
+        return 1
+    except docker.errors.NotFound:
+        return 0
 
 
 def sweep(client: docker.DockerClient, progress: Callable[[str], None] | None = None) -> list[str]:

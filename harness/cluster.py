@@ -30,6 +30,7 @@ import requests
 from multiconnect.sharding import recipients_for_shard
 
 from . import cleanup
+from .addresses import AddressPlan, create_network
 from .api import ApiClient, ApiError, roles_from_health
 from .engine import ensure_engine, print_to_stderr
 from .images import ensure_images
@@ -76,6 +77,7 @@ class Cluster:
         self.admin_password = "A1-" + secrets.token_urlsafe(12)
         self.images: dict[str, str] = {}
         self.network = None
+        self.addresses: AddressPlan | None = None
         self.toxiproxy: Toxiproxy | None = None
         self._api: dict[int, ApiClient] = {}
         self.started = False
@@ -108,9 +110,10 @@ class Cluster:
         self.images = ensure_images(self.client, names=("base",) + wanted,
                                     overrides=self.spec.image_overrides(),
                                     progress=self.progress)
-        labels = self._labels("network")
-        self.network = self.client.networks.create(
-            self.run_id, driver="bridge", internal=True, labels=labels, check_duplicate=True)
+        names = [n for n in ("db", "nfs", "toxiproxy", "gateway")
+                 if n != "nfs" or self.spec.media == "nfs"] + self.spec.all_nodes
+        self.network, self.addresses = create_network(
+            self.client, self.run_id, self._labels("network"), names, progress=self.progress)
         self.progress(f"[cluster] {self.run_id}: network created; starting infrastructure")
         self._run_infra()
         self._wait_infra(timeout)
@@ -139,14 +142,30 @@ class Cluster:
 
     def _create(self, name: str, role: str, image: str, **kw: Any) -> Node:
         assert self.client is not None and self.network is not None
-        # the short name is an alias inside the run's network, set at create time
-        endpoint = self.client.api.create_endpoint_config(aliases=[name])
+        assert self.addresses is not None
+        # a fixed address, and every name in /etc/hosts: no lookup asks the engine's DNS
+        # (harness.addresses); the short name stays an alias for anything else on the network
+        ip = self.addresses.addresses[name]
+        endpoint = self.client.api.create_endpoint_config(aliases=[name], ipv4_address=ip)
         container = self.client.containers.create(
             image, name=f"{self.run_id}-{name}", hostname=name, detach=True,
             labels=self._labels(name), network=self.network.name,
-            networking_config={self.network.name: endpoint}, **kw)
+            networking_config={self.network.name: endpoint},
+            extra_hosts=self.addresses.hosts(), **kw)
         container.start()
-        return Node(name, role, container)
+        return Node(name, role, container, ip)
+
+    def start_bystander(self, name: str) -> Any:
+        """Create and start a container that is not part of the cluster on the run's network
+        (the node image, sleeping; the engine places it in the subnet's upper half) and
+        return it — for tests of what the engine's own work does to a running cluster. It
+        carries the run's labels, so teardown removes it with the rest."""
+        assert self.client is not None and self.network is not None
+        container = self.client.containers.create(
+            self.images["node"], name=f"{self.run_id}-{name}", entrypoint=["sleep", "600"],
+            detach=True, init=True, labels=self._labels(name), network=self.network.name)
+        container.start()
+        return container
 
     def _run_all(self, specs: list[tuple[str, str, str, dict[str, Any]]]) -> None:
         """Create and start containers concurrently (each create+start is a few hundred ms

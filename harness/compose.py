@@ -271,8 +271,11 @@ class ComposeRun:
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k in ("PATH", "HOME", "LANG", "DOCKER_HOST", "XDG_RUNTIME_DIR")}
+        # one container operation at a time: concurrent removals on one network deadlock
+        # dockerd 20.10's libnetwork (harness.cleanup.remove_run, docs/engine-stalls.md)
         env.update({"MC_RUN": self.run_id, "MC_OWNER": self.owner,
-                    "WA_BIND_ADDRESS": self.host_ip, "COMPOSE_HTTP_TIMEOUT": "120"})
+                    "WA_BIND_ADDRESS": self.host_ip, "COMPOSE_HTTP_TIMEOUT": "120",
+                    "COMPOSE_PARALLEL_LIMIT": "1"})
         return env
 
     def project(self, suffix: str, files: list[str], **env: str) -> Project:

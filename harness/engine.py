@@ -5,6 +5,14 @@ not and we run as root on Debian, we install Debian's ``docker.io`` (only if ``d
 missing), start ``dockerd`` in its own session (log under /var/log) and poll the socket for
 up to 60 s. Anywhere else we raise :class:`EngineUnavailable` telling the user what to do.
 
+*Usable* also means it answers ``GET /networks`` within ``probe_timeout``: Debian's dockerd
+20.10 can deadlock in libnetwork (moby#46661) and then answer ``/_ping`` while every network
+operation and container removal hangs. Such an engine gives :class:`EngineNotAnswering` (one
+clear error naming the request, and how to restart it) instead of a 120 s timeout per call;
+with ``MC_ENGINE_RESTART=1`` a dockerd that this harness started is killed and started again
+(:func:`restart_engine`). A dockerd left stopped by a killed run (nemesis ``engine-freeze``)
+is resumed.
+
 Concurrency: a lock file serialises starters. A second caller blocks on the lock while the
 first installs/starts dockerd, then finds the socket answering and returns; a caller that
 finds a live ``dockerd`` process (pid file) never starts another one, it only waits.
@@ -15,13 +23,16 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -38,6 +49,53 @@ class EngineUnavailable(RuntimeError):
     """No Docker engine answers and this process cannot start one."""
 
 
+class EngineNotAnswering(EngineUnavailable):
+    """The engine took a request and gave no answer in time (e.g. a libnetwork deadlock of
+    dockerd 20.10: ``GET /networks`` and container removals hang while ``/_ping`` answers).
+    The message names the operation and says how to get the engine back."""
+
+
+T = TypeVar("T")
+
+
+def answered(what: str, call: Callable[[], T], timeout: float) -> T:
+    """``call()``'s result, or :class:`EngineNotAnswering` naming ``what`` if it gives no
+    answer within ``timeout`` s. The call runs on a daemon thread: a hung request does not
+    hold up this caller (nor the interpreter's exit); it ends with the client's own
+    timeout."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    worker = threading.Thread(target=run, name=f"docker: {what}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise EngineNotAnswering(f"engine not answering: {what}: no answer from the Docker "
+                                 f"engine in {timeout:g} s. {RESTART_HINT}")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+RESTART_HINT = ("If `docker network ls` hangs too, dockerd is wedged (a libnetwork deadlock "
+                "of dockerd 20.10, docs/engine-stalls.md): restart it — as root `kill -9 "
+                "$(cat /var/run/docker.pid)`, then start it again (`make setup`, or run the "
+                "suite with MC_ENGINE_RESTART=1 to let the harness restart a dockerd it "
+                "started itself); `python -m harness down --all` then removes the leftovers.")
+
+
+def check_answering(client: docker.DockerClient, timeout: float = 10.0) -> None:
+    """Raise :class:`EngineNotAnswering` unless the engine answers ``GET /_ping`` and
+    ``GET /networks`` (the latter takes libnetwork's locks: a deadlock there hangs it)."""
+    answered("GET /_ping", client.ping, timeout)
+    answered("GET /networks", lambda: client.api.networks(), timeout)
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Where things live; the defaults are the real system, tests point them elsewhere."""
@@ -51,6 +109,11 @@ class EngineConfig:
     start_timeout: float = 60.0
     lock_timeout: float = 600.0  # another caller may be running apt-get
     install: bool = True
+    started_path: Path = Path("/run/mc-chaos-dockerd.pid")  # pid of the dockerd we started
+    probe_timeout: float = 10.0  # GET /_ping and GET /networks must answer within this
+    # restart a wedged dockerd that this harness started (MC_ENGINE_RESTART=1; CI sets it)
+    restart_wedged: bool = field(
+        default_factory=lambda: os.environ.get("MC_ENGINE_RESTART", "") == "1")
 
 
 def _client(cfg: EngineConfig) -> docker.DockerClient:
@@ -86,6 +149,23 @@ def _dockerd_alive(cfg: EngineConfig) -> int | None:
     except OSError:
         return pid
     return pid if cfg.process_name in comm else None
+
+
+def local_dockerd(client: docker.DockerClient, cfg: EngineConfig | None = None) -> int | None:
+    """Pid of the dockerd behind ``client`` when it runs on this machine (a unix socket and
+    a live ``dockerd`` in the pid file), else None."""
+    if not str(getattr(client.api, "base_url", "")).startswith("http+docker://localhost"):
+        return None
+    return _dockerd_alive(cfg or EngineConfig())
+
+
+def stopped(pid: int) -> bool:
+    """True if the process is stopped (SIGSTOP: state ``T`` in /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2:].startswith(("T", "t"))
 
 
 def _how_to_fix(reason: str) -> str:
@@ -148,8 +228,57 @@ def _start_dockerd(cfg: EngineConfig, progress: Progress) -> int:
             list(cfg.dockerd), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             start_new_session=True, close_fds=True,
         )
+    cfg.started_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.started_path.write_text(f"{proc.pid}\n")
     progress(f"[engine] started {' '.join(cfg.dockerd)} (pid {proc.pid}), log {cfg.log_path}")
     return proc.pid
+
+
+def _started_by_us(cfg: EngineConfig) -> int | None:
+    try:
+        return int(cfg.started_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def restart_engine(progress: Progress = print_to_stderr,
+                   config: EngineConfig | None = None) -> docker.DockerClient:
+    """Kill the dockerd this harness started and start it again. SIGKILL: a deadlocked
+    daemon does not finish a graceful stop. Its containers go down with it; the sweep of
+    the next start removes what is left of them. Refused for a dockerd started by anyone
+    else (the system's service, a user): that one is theirs to restart."""
+    cfg = config or EngineConfig()
+    with _locked(cfg.lock_path, cfg.lock_timeout, progress):
+        pid, ours = _dockerd_alive(cfg), _started_by_us(cfg)
+        if pid is None or pid != ours:
+            raise EngineNotAnswering(
+                f"the Docker engine (pid {pid}) was not started by this harness (it started "
+                f"{ours or 'none'}), so it is not restarted here. {RESTART_HINT}")
+        progress(f"[engine] dockerd (pid {pid}) stopped answering; killing and restarting it")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30.0
+        while _pid_alive(pid):
+            if time.monotonic() > deadline:
+                raise EngineNotAnswering(f"dockerd (pid {pid}) did not exit 30 s after SIGKILL")
+            time.sleep(0.1)
+        new = _start_dockerd(cfg, progress)
+        return _wait_answer(cfg, progress, new)
+
+
+def _usable(client: docker.DockerClient, cfg: EngineConfig,
+            progress: Progress) -> docker.DockerClient:
+    """``client`` if the engine also answers the libnetwork probe; else restart it (when
+    allowed and ours) or raise :class:`EngineNotAnswering`."""
+    try:
+        check_answering(client, cfg.probe_timeout)
+        return client
+    except EngineNotAnswering as e:
+        if not cfg.restart_wedged:
+            raise
+        progress(f"[engine] {e}")
+    client = restart_engine(progress, cfg)
+    check_answering(client, cfg.probe_timeout)
+    return client
 
 
 def _wait_answer(cfg: EngineConfig, progress: Progress, pid: int | None) -> docker.DockerClient:
@@ -205,7 +334,7 @@ def ensure_engine(
     cfg = config or EngineConfig()
     client = _answers(cfg)
     if client is not None:
-        return client
+        return _usable(client, cfg, progress)
     if os.geteuid() != 0:
         raise EngineUnavailable(_how_to_fix("not root, so this process will not start dockerd"))
     if not _is_debian():
@@ -218,6 +347,10 @@ def ensure_engine(
         if client is not None:
             return client
         pid = _dockerd_alive(cfg)
+        if pid is not None and stopped(pid):
+            # a run killed while it held the engine frozen (nemesis engine-freeze)
+            progress(f"[engine] dockerd (pid {pid}) is stopped (SIGSTOP); resuming it")
+            os.kill(pid, signal.SIGCONT)
         if pid is not None:
             progress(f"[engine] dockerd already running (pid {pid}); waiting for its socket")
             return _wait_answer(cfg, progress, pid)

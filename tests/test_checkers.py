@@ -11,6 +11,7 @@ from harness.bounds import Bound
 from harness.checkers import (
     Result,
     compose,
+    connections_kept,
     downtime,
     fault_windows,
     media,
@@ -603,3 +604,38 @@ def test_primary_masters_end_check_skips_snapshots_where_a_master_did_not_answer
     # but a conclusive snapshot with no primary still fails
     rows.append(health(5.0, master_1=("secondary_master", "x"), master_2=("secondary_master", "x")))
     assert not primary_masters(make(rows), last=3).valid
+
+
+# -- connections_kept ----------------------------------------------------------------------
+
+
+def test_connections_kept_passes_when_every_connection_stays_open():
+    h = make([gw(-5.0, "connect", 1, 1, "coreapp-1", 0), gw(-4.0, "connect", 2, 2, "coreapp-2", 1),
+              *sends([(0.1, "ok"), (0.3, "ok"), (5.0, "ok")]),
+              gw(5.0, "deliver", 3, 1, "coreapp-1")])
+    r = connections_kept(h)
+    assert r.valid, r.explanation
+    assert r.figures["ended"] == 0 and r.figures["opened"] == 0
+
+
+def test_connections_kept_fails_on_a_self_fence_and_the_reconnect():
+    h = make([gw(-5.0, "connect", 1, 1, "coreapp-1", 0), gw(-4.0, "connect", 2, 2, "coreapp-2", 1),
+              *sends([(0.1, "ok")]),
+              gw(2.0, "disconnect", 3, 2, "coreapp-2", 1, reason="eof"),
+              gw(4.8, "connect", 4, 3, "coreapp-2", 1)])
+    r = connections_kept(h)
+    assert not r.valid
+    assert r.figures["ended"] == 1 and r.figures["opened"] == 1
+    assert "coreapp-2 shard 1 (conn 2)" in r.explanation and "eof" in r.explanation
+
+
+def test_connections_kept_fails_on_a_keepalive_drop_and_ignores_ends_before_since():
+    h = make([gw(-5.0, "connect", 1, 1, "coreapp-1", 0),
+              gw(-1.0, "timeout", 2, 1, "coreapp-1", 0), gw(-0.5, "connect", 3, 2, "coreapp-1", 0),
+              *sends([(0.1, "ok")]), gw(3.0, "timeout", 4, 2, "coreapp-1", 0)])
+    assert not connections_kept(h).valid
+    early = make([gw(-5.0, "connect", 1, 1, "coreapp-1", 0),
+                  gw(-1.0, "timeout", 2, 1, "coreapp-1", 0),
+                  gw(-0.5, "connect", 3, 2, "coreapp-1", 0), *sends([(0.1, "ok")])])
+    assert connections_kept(early).valid
+    assert not connections_kept(early, since=-2.0).valid

@@ -9,6 +9,7 @@ honours the run contract in harness/images.py on an ``--internal`` network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from harness import engine, images
-from harness.engine import EngineConfig, EngineUnavailable, ensure_engine
+from harness.engine import EngineConfig, EngineNotAnswering, EngineUnavailable, ensure_engine
 
 # --------------------------------------------------------------------------- recipe hash
 
@@ -194,6 +195,8 @@ FAKE_DOCKERD = textwrap.dedent('''
         f.write(f"{os.getpid()}\\n")
     with open(pid_file, "w") as f:
         f.write(str(os.getpid()))
+    if os.path.exists(sock + ".wedged"):
+        os.unlink(sock + ".wedged")  # a fresh daemon is not wedged
     time.sleep(float(delay))
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -202,6 +205,10 @@ FAKE_DOCKERD = textwrap.dedent('''
                 body = b"OK"
             elif self.path.endswith("/version"):
                 body = json.dumps({"ApiVersion": "1.41", "Version": "fake"}).encode()
+            elif "/networks" in self.path:
+                if os.path.exists(sock + ".wedged"):  # libnetwork deadlocked: no answer
+                    time.sleep(60)
+                body = b"[]"
             else:
                 self.send_response(404); self.end_headers(); return
             self.send_response(200)
@@ -232,6 +239,7 @@ def fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         dockerd=(sys.executable, str(script), str(sock), str(pid), str(starts), "1.0"),
         lock_path=tmp_path / "lock", log_path=tmp_path / "dockerd.log", pid_path=pid,
         process_name="python", start_timeout=20, install=False,
+        started_path=tmp_path / "started", probe_timeout=1.0,
     )
     monkeypatch.setattr(engine, "_is_debian", lambda: True)
     monkeypatch.setattr(engine.os, "geteuid", lambda: 0)
@@ -301,6 +309,49 @@ def test_a_live_dockerd_from_the_pid_file_is_waited_for_not_restarted(fake_engin
     assert client.ping()
     assert len(starts.read_text().split()) == 1
     assert any("already running" in line for line in lines)
+
+
+def test_a_wedged_engine_is_one_clear_error_naming_the_request(fake_engine) -> None:
+    """/_ping answers, GET /networks does not (dockerd 20.10's libnetwork deadlock): one
+    EngineNotAnswering within the probe timeout, not a 120 s hang per call."""
+    cfg, starts = fake_engine
+    ensure_engine(lambda _l: None, cfg)
+    Path(f"{cfg.base_url[len('unix://'):]}.wedged").touch()
+    t0 = time.monotonic()
+    with pytest.raises(EngineNotAnswering) as exc:
+        ensure_engine(lambda _l: None, cfg)
+    assert time.monotonic() - t0 < 10
+    msg = str(exc.value)
+    assert "GET /networks" in msg and "1 s" in msg and "kill -9" in msg
+    assert len(starts.read_text().split()) == 1  # not restarted: not asked to
+
+
+def test_a_wedged_engine_that_the_harness_started_is_restarted_when_asked(fake_engine) -> None:
+    cfg, starts = fake_engine
+    cfg = dataclasses.replace(cfg, restart_wedged=True)
+    ensure_engine(lambda _l: None, cfg)
+    first = int(starts.read_text().split()[0])
+    Path(f"{cfg.base_url[len('unix://'):]}.wedged").touch()
+    lines: list[str] = []
+    client = ensure_engine(lines.append, cfg)
+    assert client.api.networks() == []
+    pids = [int(x) for x in starts.read_text().split()]
+    assert len(pids) == 2 and pids[0] == first
+    assert int(cfg.started_path.read_text()) == pids[1]
+    assert any("killing and restarting" in line for line in lines), lines
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)
+
+
+def test_a_wedged_engine_started_by_someone_else_is_not_restarted(fake_engine) -> None:
+    cfg, starts = fake_engine
+    cfg = dataclasses.replace(cfg, restart_wedged=True)
+    ensure_engine(lambda _l: None, cfg)
+    cfg.started_path.write_text("1\n")  # we started another one once; this one is not ours
+    Path(f"{cfg.base_url[len('unix://'):]}.wedged").touch()
+    with pytest.raises(EngineNotAnswering, match="not started by this harness"):
+        ensure_engine(lambda _l: None, cfg)
+    assert len(starts.read_text().split()) == 1
 
 
 def test_a_dockerd_that_dies_is_reported_with_its_log(tmp_path: Path,

@@ -11,7 +11,12 @@ combine with ``compose``::
 
 from harness.checkers.availability import availability, recovery
 from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose, pair_ops, prepare
-from harness.checkers.connections import Connection, connections, single_connected
+from harness.checkers.connections import (
+    Connection,
+    connections,
+    connections_kept,
+    single_connected,
+)
 from harness.checkers.downtime import Outage, downtime, outages
 from harness.checkers.faults import FaultWindow, fault_windows, find_fault
 from harness.checkers.growth import no_steady_growth
@@ -26,6 +31,7 @@ CHECKERS = {
     "promotion": promotion,
     "no_promotion": no_promotion,
     "single_connected": single_connected,
+    "connections_kept": connections_kept,
     "no_lost_acks": no_lost_acks,
     "no_duplicates": no_duplicates,
     "media": media,
@@ -37,7 +43,7 @@ CHECKERS = {
 
 __all__ = [
     "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
-    "availability", "recovery",
+    "availability", "connections_kept", "recovery",
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
     "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
     "pair_ops", "prepare",

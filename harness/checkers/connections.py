@@ -30,6 +30,7 @@ from harness.checkers.base import (
     Figure,
     Result,
     dur,
+    first_few,
     gateway_key,
     health_snapshots,
     prepare,
@@ -211,3 +212,39 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
                 f"never more than one open per shard at once (ordered by (time, seq)); no "
                 f"conflict. {health}")
     return Result(name, not problems, figures, text)
+
+
+def connections_kept(events: Sequence[Event], *, since: float = 0.0,
+                     name: str = "connections_kept") -> Result:
+    """Valid iff no gateway connection ended or was opened from ``since`` (default: the
+    history's start) on: nothing self-fenced, reconnected, was kicked, dropped by the
+    keepalive or closed — for disturbances that must not reach the coreapps at all
+    (containers started beside the cluster, a busy or frozen engine). Connections opened
+    before ``since`` (on a reused cluster the gateway's record starts earlier) are judged
+    by how they end.
+
+    The gateway's connect and its end are judged, not health: a self-fence shows at the
+    gateway as the connection ending (``gw-disconnect``), a stalled owner as ``gw-timeout``."""
+    prep = prepare(events)
+    conns, unmatched = connections(prep)
+    ended = [c for c in conns if c.end is not None and c.end.time >= since]
+    opened = [c for c in conns if c.start.time >= since]
+    figures: dict[str, Figure] = {"connections": len(conns), "ended": len(ended),
+                                  "opened": len(opened), "unmatched_ends": unmatched,
+                                  "since": since}
+    problems = []
+    if ended:
+        problems.append(f"{len(ended)} connection(s) ended: " + first_few(
+            [f"{c.node} shard {c.shard} (conn {c.conn}): {c.describe_end()}"
+             + (f" ({c.end.value.get('reason')})" if c.end and c.end.value.get("reason")
+                else "") for c in ended]))
+    if unmatched:
+        problems.append(f"{unmatched} connection(s) from before the gateway's record ended")
+    if opened:
+        problems.append(f"{len(opened)} connection(s) opened: " + first_few(
+            [f"{c.node} shard {c.shard} (conn {c.conn}) {t(c.start.time)}" for c in opened]))
+    if problems:
+        return Result(name, False, figures, "INVALID: " + "; ".join(problems) + ".")
+    return Result(name, True, figures,
+                  f"Every one of the {len(conns)} gateway connection(s) stayed open, none was "
+                  "opened: no coreapp self-fenced, reconnected or was dropped.")

@@ -95,6 +95,8 @@ class Fault:
     attributes set by ``start``."""
 
     kind: ClassVar[str] = "fault"
+    #: drawn by random chaos schedules (``schedule.ALL_KINDS``); scenario-only kinds say no
+    chaos: ClassVar[bool] = True
 
     def start(self, ctx: FaultContext) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -433,6 +435,7 @@ from harness.nemesis.bridge import Bridge  # noqa: E402
 from harness.nemesis.clock_skew import ClockSkew  # noqa: E402
 from harness.nemesis.cut import Cut  # noqa: E402
 from harness.nemesis.db_outage import DbOutage  # noqa: E402
+from harness.nemesis.engine_freeze import EngineFreeze  # noqa: E402
 from harness.nemesis.isolate import Isolate  # noqa: E402
 from harness.nemesis.kill import Kill  # noqa: E402
 from harness.nemesis.latency import Latency  # noqa: E402
@@ -445,7 +448,7 @@ from harness.nemesis.stop import Stop  # noqa: E402
 
 __all__ = [
     "INFRA", "PROCESS", "REGISTRY", "Bandwidth", "Blackhole", "Bridge", "ClockSkew", "Cut",
-    "DbOutage", "Fault", "FaultConflict", "FaultContext", "FaultSkipped", "HealError",
-    "Isolate", "Kill", "Latency", "Nemesis", "NfsOutage", "Oneway", "Pause", "ResolveError",
-    "Restart", "Split", "Stop", "as_tuple", "fault_from_dict", "register",
+    "DbOutage", "EngineFreeze", "Fault", "FaultConflict", "FaultContext", "FaultSkipped",
+    "HealError", "Isolate", "Kill", "Latency", "Nemesis", "NfsOutage", "Oneway", "Pause",
+    "ResolveError", "Restart", "Split", "Stop", "as_tuple", "fault_from_dict", "register",
 ]

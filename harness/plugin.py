@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from .engine import EngineNotAnswering
 from .fixtures import nemesis, workload  # noqa: F401 - fixtures offered by the plugin
 from .spec import DB_ENGINES, MEDIA_BACKENDS, TIMINGS, SpecError, Topology
 
@@ -222,15 +223,23 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
 
     started: list[Cluster] = []
 
+    def acquire(spec: Topology) -> Cluster:
+        try:
+            return mc_cluster_pool.acquire(spec)
+        except EngineNotAnswering as e:
+            # every later test would wait for the same engine: one error, not a cascade
+            pytest.exit(f"the Docker engine is not answering; stopping the run. {e}",
+                        returncode=pytest.ExitCode.INTERNAL_ERROR)
+
     def make(**changes: Any) -> Cluster:
         spec = mc_topology.with_(**changes) if changes else mc_topology
         try:
             import allure
         except ImportError:
-            c = mc_cluster_pool.acquire(spec)
+            c = acquire(spec)
         else:
             with allure.step(f"cluster: {_describe(spec)}"):
-                c = mc_cluster_pool.acquire(spec)
+                c = acquire(spec)
             allure.attach(json.dumps({**spec.to_dict(), "run_id": c.run_id,
                                       "test_on_this_cluster": getattr(c, "uses", 1)}, indent=1),
                           name="topology", attachment_type=allure.attachment_type.JSON)

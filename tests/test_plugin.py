@@ -451,6 +451,47 @@ def test_failed_cluster_test_keeps_scrubbed_logs_and_environment(
     assert files_containing(artifacts, SECRET) == []
 
 
+WEDGED_ENGINE = '''
+from pathlib import Path
+
+import harness.cluster
+from harness.engine import EngineNotAnswering
+
+
+class WedgedCluster:
+    def __init__(self, spec, **kw):
+        self.spec = spec
+
+    def start(self):
+        with Path("starts").open("a") as f:
+            f.write("x")
+        raise EngineNotAnswering("engine not answering: GET /networks: no answer in 10 s")
+
+
+harness.cluster.Cluster = WedgedCluster
+
+
+def test_first(cluster):
+    pass
+
+
+def test_second(cluster):
+    pass
+'''
+
+
+def test_an_engine_that_stops_answering_ends_the_run_with_one_error(
+        project: pytest.Pytester) -> None:
+    """No cascade: the first test that needs a cluster finds the engine wedged, the run
+    stops there with the engine's message instead of every later test timing out."""
+    project.makepyfile(test_wedged=WEDGED_ENGINE)
+    result = run(project)
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines(["*the Docker engine is not answering; stopping the run*"
+                                 "GET /networks*"])
+    assert (project.path / "starts").read_text() == "x"  # the second test never tried
+
+
 # ------------------------------------------------------------------ 4. retries
 
 FLAKY = '''

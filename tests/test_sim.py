@@ -29,7 +29,7 @@ from multiconnect.sim import SimConfig, failover_bound, replay_command, run_sche
 from multiconnect.sim import coreapp as sim_coreapp
 from multiconnect.sim.__main__ import main
 from multiconnect.sim.cluster import TIMINGS, Cluster
-from multiconnect.sim.net import EOF, Net
+from multiconnect.sim.net import EOF, Conn, Net
 from multiconnect.sim.scenario import Scenario
 from multiconnect.sim.world import Endpoint, World
 
@@ -445,6 +445,38 @@ def test_the_ghost_scenario_has_teeth(monkeypatch):
     assert v is not None and v.kind == "conflict" and "same node" in v.detail, v
 
 
+def _gateway_stall(timing: str, seconds: float, seed: int = 1) -> Scenario:
+    """The gateway is paused (``docker pause``) at 50 s for ``seconds``: its kernel still
+    accepts connections and queues what they carry. Every owner's ping goes unanswered, it
+    closes, waits out its ghost and connects again while the gateway is still paused."""
+    s = Scenario(replace(BASE, seed=seed, send_rate=0.2, timing_name=timing))
+    s.at(50.0, lambda s: s.pause("gateway"))
+    s.at(50.0 + seconds, lambda s: s.resume("gateway"))
+    return s
+
+
+STALLS = [("ci", 12.0), ("ci", 30.0), ("documented", 40.0)]  # (timing, seconds paused)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 19: each unanswered connect is abandoned after "
+                   "2 s and the next one queues behind it")
+@pytest.mark.parametrize("timing,seconds", STALLS)
+def test_a_stalled_gateway_sees_one_connect_per_owner(timing, seconds):
+    """Issue 19 (docs/simulator.md, finding 8): the gateway paused 12 s at CI timing took three
+    queued connects of one coreapp on resume, each kicking the one before. A connect that got
+    no answer is not over: the owner keeps that one attempt and it is answered on resume."""
+    s = _gateway_stall(timing, seconds)
+    v = s.run(50.0 + seconds + 30.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
+    for shard, owner in ((0, s.owner(0)), (1, s.owner(1))):
+        connects = [e for e in s.cl.gateway.events
+                    if e[0] >= 50.0 and e[3] == shard and e[1] == "connect"]
+        assert len(connects) == 1 and connects[0][4] == owner, connects
+        assert connects[0][0] == 50.0 + seconds  # queued, handled on resume
+        c = s.cl.gateway.by_shard.get(shard)
+        assert c is not None and c.id == connects[0][2]
+
+
 def test_ci_timing_schedules_keep_every_invariant():
     limit, _ = failover_bound(replace(BASE, timing_name="ci"))
     for seed in range(3):
@@ -517,6 +549,49 @@ def test_gateway_kicks_the_older_connection_and_times_out_silent_ones():
     k = cl.cfg.timing.gateway_ping_timeout
     w.run(1.0 + k + 0.5)  # conn 2 was silent since ~1.0 s
     assert gw.events[-1][1] == "timeout" and 0 not in gw.by_shard
+
+
+def test_a_resumed_gateway_handles_what_queued_as_the_asyncio_stand_in_does():
+    """Paused, the gateway queues; on resume: keepalive deadlines that passed first, then the
+    connections it already served (lines, then close), then the connections that arrived
+    meanwhile — every one's lines before any one's close, so two connects sent and closed one
+    after the other during the pause still meet (the issue 19 pattern)."""
+    cl = Cluster(replace(BASE, seed=1))
+    w, net, gw = cl.world, cl.net, cl.gateway
+    conflicts = []
+    gw.on_conflict = lambda old, new: conflicts.append((old.id, new.id))
+    host = Endpoint(w, "coreapp-1")
+    link = cl.gw_links["coreapp-1"]
+
+    def dial(shard: int) -> Conn:
+        c = net.open(link, host, gw, lambda c, m: None, gw.on_message)
+        net.send(c, True, ("connect", shard, "coreapp-1", 1))
+        return c
+
+    stale, served = dial(0), dial(1)
+    w.run(1.0)
+    net.send(served, True, ("ping",))  # conn 2 is due at ~1 + K, conn 1 at ~K
+    w.run(1.5)
+    k = cl.cfg.timing.gateway_ping_timeout
+    w.pause(gw)
+    net.send(served, True, ("ping",))
+    net.close_client(served)
+    first = dial(2)
+    net.close_client(first)  # given up by its sender before the second was sent
+    second = dial(2)
+    net.close_client(second)
+    net.send(stale, True, ("ping",))  # too late: conn 1's deadline passes in the pause
+    w.run(k + 0.5)
+    assert len(gw.events) == 2  # nothing handled while paused
+    w.resume(gw)
+    w.run(k + 0.6)
+    name = {c.state.id: n for n, c in (("stale", stale), ("served", served), ("first", first),
+                                        ("second", second))}
+    got = [(e[1], name[e[2]]) for e in gw.events[2:]]
+    assert got == [("timeout", "stale"), ("disconnect", "served"), ("connect", "first"),
+                   ("conflict", "first"), ("kick", "first"), ("connect", "second"),
+                   ("disconnect", "second")], got
+    assert conflicts == [(first.state.id, second.state.id)]
 
 
 def test_promotion_fence_is_old_validity_plus_keepalive_and_margin():

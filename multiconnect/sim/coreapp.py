@@ -68,7 +68,7 @@ class GwClient:
         fut = self.opening = Fut()
         proc.net.send(conn, True, ("connect", shard, proc.name, epoch))
         try:
-            reply = yield (AWAIT, fut, timeout, not conn.link.faulty)
+            reply = yield (AWAIT, fut, timeout, cl.gateway_clear(proc.name))
         except SimTimeout:
             proc.net.close_client(conn)
             raise GatewayTimeout(f"gateway: no answer to connect in {timeout:g} s") from None
@@ -93,7 +93,7 @@ class GwClient:
     def ping(self, timeout: float) -> Generator[Any, Any, None]:
         fut = self._request(self.pings, ("ping",))
         try:
-            yield (AWAIT, fut, timeout, not self.conn.link.faulty)
+            yield (AWAIT, fut, timeout, self.proc.cl.gateway_clear(self.proc.name))
         except SimTimeout:
             raise GatewayTimeout(f"gateway connection {self.conn_id}: ping: no answer") from None
 
@@ -101,7 +101,7 @@ class GwClient:
         queue = self.sends.setdefault(msg_id, deque())
         fut = self._request(queue, ("send", msg_id))
         try:
-            yield (AWAIT, fut, timeout, not self.conn.link.faulty)
+            yield (AWAIT, fut, timeout, self.proc.cl.gateway_clear(self.proc.name))
         except SimTimeout:
             raise GatewayTimeout(f"gateway connection {self.conn_id}: send {msg_id}: "
                                  "no answer") from None

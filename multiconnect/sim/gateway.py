@@ -6,6 +6,15 @@ connection silent for ``ping_timeout`` (its own monotonic clock = virtual time) 
 ``timeout`` and dropped; ``ping`` → ``pong``; ``send`` → ``deliver`` event then ``ack``;
 messages on a connection that already ended are ignored; EOF ends it (``disconnect``).
 Epochs are recorded, never trusted.
+
+Paused (``docker pause``: the kernel still accepts connections and buffers what they carry,
+nothing is handled), it resumes as the asyncio stand-in does (``resume_order``): first the
+keepalive deadlines that passed meanwhile (the timer cancels the pending read, so lines still
+buffered do not count as traffic), then what the connections it was already serving buffered
+(lines, then their close), then the connections accepted meanwhile, read in one batch: every
+one's lines before any one's close (a socket's data and its EOF come in separate reads). So
+connects queued on separate connections are all handled — each kicking the one before —
+even if their senders closed them long ago (docs/simulator.md, finding 8).
 """
 
 from __future__ import annotations
@@ -59,6 +68,19 @@ class SimGateway(Endpoint):
             if self.by_shard.get(c.shard) is c:
                 del self.by_shard[c.shard]
             self._record(type_, c, extra)
+
+    def resume_order(self, backlog: list[tuple[Callable[[Any], None], Any]]
+                     ) -> list[tuple[Callable[[Any], None], Any]]:
+        timers, served, fresh, closes = [], [], [], []
+        for ev in backlog:
+            fn, arg = ev
+            if fn == self._keepalive:
+                timers.append(ev)
+            elif arg[0].state is not None:
+                served.append(ev)
+            else:
+                (closes if arg[1] is EOF else fresh).append(ev)
+        return timers + served + fresh + closes
 
     # -- connections -----------------------------------------------------------------------
     def on_message(self, conn: Conn, msg: Any) -> None:

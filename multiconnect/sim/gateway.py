@@ -5,7 +5,9 @@ kicks the older one and records a ``conflict``; any message counts as traffic an
 connection silent for ``ping_timeout`` (its own monotonic clock = virtual time) is told
 ``timeout`` and dropped; ``ping`` → ``pong``; ``send`` → ``deliver`` event then ``ack``;
 messages on a connection that already ended are ignored; EOF ends it (``disconnect``).
-Epochs are recorded, never trusted.
+Epochs are recorded, never trusted. Every line ends with its send time (``GwClient``); a
+connection's ``lag`` is how long after it was written its latest line was handled (transit
+plus any stall: fencing.md A3 bounds it by the margin).
 
 Paused (``docker pause``: the kernel still accepts connections and buffers what they carry,
 nothing is handled), it resumes as the asyncio stand-in does (``resume_order``): first the
@@ -27,7 +29,8 @@ from .world import Endpoint, World
 
 
 class GwConn:
-    __slots__ = ("id", "conn", "node", "shard", "epoch", "last_traffic", "ended", "connected")
+    __slots__ = ("id", "conn", "node", "shard", "epoch", "last_traffic", "lag", "ended",
+                 "connected")
 
     def __init__(self, cid: int, conn: Conn) -> None:
         self.id = cid
@@ -36,6 +39,7 @@ class GwConn:
         self.shard = -1
         self.epoch = -1
         self.last_traffic = 0.0
+        self.lag = 0.0
         self.ended = False
         self.connected = False
 
@@ -96,6 +100,7 @@ class SimGateway(Endpoint):
         if c.ended:
             return
         c.last_traffic = self.world.now
+        c.lag = c.last_traffic - msg[-1]
         op = msg[0]
         if op == "connect":
             self._connect(c, msg[1], msg[2], msg[3])

@@ -158,7 +158,11 @@ def gateway_reconnect(heartbeat_interval: float, gateway_ping_timeout: float,
     old connection is gone K + 0.5 after its last write (the gateway's keepalive, or
     toxiproxy closing blackholed connections at the heal), the owner's next attempt comes
     within one ownership tick (h/2) and may spend one connect timeout on an attempt that
-    started just before the heal: ``K + 0.5 + h/2 + connect_timeout + margin``."""
+    started just before the heal: ``K + 0.5 + h/2 + connect_timeout + margin``. Since issue
+    19 an attempt sent during the fault is not given up on a timer: the heal ends it
+    (toxiproxy closes what crossed the toxic) and the next one follows the ghost wait from
+    the heal, (K + 0.5)/0.9 (fencing.md rule 5) — inside this bound while (K + 0.5)/0.9 ≤
+    K + 0.5 + connect_timeout, i.e. K ≤ 17.5 s with the 2 s default (both presets)."""
     h = _num("heartbeat_interval", heartbeat_interval)
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     c = _num("connect_timeout", connect_timeout)

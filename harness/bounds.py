@@ -30,6 +30,10 @@ HEALTH_SLACK: float = 1.5
 #: Extra wait after the old owner's validity before a new owner may connect (contracts.md).
 FENCE_SLACK: float = 0.5
 
+#: A coreapp's clock-rate allowance (fencing.md A1): its waits on its own clock are divided by
+#: this (``OwnershipCore.rate_safety``).
+RATE_SAFETY: float = 0.9
+
 
 @dataclass(frozen=True)
 class Bound:
@@ -154,7 +158,11 @@ def gateway_reconnect(heartbeat_interval: float, gateway_ping_timeout: float,
     old connection is gone K + 0.5 after its last write (the gateway's keepalive, or
     toxiproxy closing blackholed connections at the heal), the owner's next attempt comes
     within one ownership tick (h/2) and may spend one connect timeout on an attempt that
-    started just before the heal: ``K + 0.5 + h/2 + connect_timeout + margin``."""
+    started just before the heal: ``K + 0.5 + h/2 + connect_timeout + margin``. Since issue
+    19 an attempt sent during the fault is not given up on a timer: the heal ends it
+    (toxiproxy closes what crossed the toxic) and the next one follows the ghost wait from
+    the heal, (K + 0.5)/0.9 (fencing.md rule 5) — inside this bound while (K + 0.5)/0.9 ≤
+    K + 0.5 + connect_timeout, i.e. K ≤ 17.5 s with the 2 s default (both presets)."""
     h = _num("heartbeat_interval", heartbeat_interval)
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     c = _num("connect_timeout", connect_timeout)
@@ -162,3 +170,18 @@ def gateway_reconnect(heartbeat_interval: float, gateway_ping_timeout: float,
     return Bound(k + FENCE_SLACK + h / 2 + c + m,
                  f"K + 0.5 + h/2 + connect timeout + margin = {_g(k)} + 0.5 + {_g(h)}/2 + "
                  f"{_g(c)} + {_g(m)}")
+
+
+def gateway_stall_recovery(heartbeat_interval: float, gateway_ping_timeout: float,
+                           margin: float | None = None) -> Bound:
+    """Bound for the owners to deliver again after the gateway resumes from a stall (paused;
+    the ownership does not change), whatever its length. A connect sent during the stall is
+    answered on resume: the coreapp keeps that one attempt (fencing.md rule 5). An owner whose
+    ping failed meanwhile reconnects when its ghost wait ends, (K + 0.5)/0.9 after its last
+    write (0.9: the clock-rate allowance, A1) — which came before the resume — on its next
+    ownership tick (h/2): ``(K + 0.5)/0.9 + h/2 + margin``."""
+    h = _num("heartbeat_interval", heartbeat_interval)
+    k = _num("gateway_ping_timeout", gateway_ping_timeout)
+    m = _margin(margin)
+    return Bound((k + FENCE_SLACK) / RATE_SAFETY + h / 2 + m,
+                 f"(K + 0.5)/0.9 + h/2 + margin = ({_g(k)} + 0.5)/0.9 + {_g(h)}/2 + {_g(m)}")

@@ -20,7 +20,7 @@ from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .core.ownership import Action, Close, Confirm, Connect, Gateway, OwnershipCore, Ping
 from .db import Database, DatabaseError
-from .gateway_client import GatewayConnection, GatewayError
+from .gateway_client import GatewayConnection, GatewayError, GatewayRefused
 from .settings import Settings
 from .shell import call, install_stop, sleep_or_stop, spawn, start_site, wait_for_schema
 
@@ -41,8 +41,6 @@ class Coreapp:
         self.own = self._new_core()
         self.db_own, self.db_misc = Database(cfg.db), Database(cfg.db)
         self.conn: GatewayConnection | None = None
-        self.connect_in_flight = False
-        self.connect_in_flight = False
         self.wake = asyncio.Event()
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
@@ -118,24 +116,24 @@ class Coreapp:
                      f"primary for shard {self.own.shard} (epoch {self.own.epoch})")
 
     async def _connect(self, a: Connect) -> None:
-        """Open the gateway connection. A Close that arrives meanwhile is applied when the
-        open completes (the connection is closed at once); until then the core stays in
-        CLOSING, so it never starts a second connect while one is in flight."""
+        """One connect attempt (``OwnershipCore.connect_pending``): it waits for the gateway's
+        answer however long that takes. A Close that arrives meanwhile is applied when the
+        attempt ends (what opens is closed at once); until then the core stays CLOSING, so it
+        never starts a second attempt while one may be queued at the gateway."""
         host, port = self.cfg.gateway_address.rsplit(":", 1)
-        self.connect_in_flight = True
         try:
             conn = await GatewayConnection.open(
                 host, int(port), phone=self.cfg.phone_number, shard=a.shard,
-                node=self.cfg.name, epoch=a.epoch, timeout=2.0)
-        except (TimeoutError, GatewayError, OSError) as e:
-            self.connect_in_flight = False
+                node=self.cfg.name, epoch=a.epoch, timeout=self.own.connect_timeout,
+                dead_after=self.own.dead_peer_after)
+        except (GatewayError, OSError) as e:
             log.warning("gateway connect failed: %s", e)
-            # refused: nothing was written, the gateway holds nothing of this attempt
+            # refused: the gateway holds nothing of this attempt; any other end may leave
+            # the connect queued there (the core's ghost wait)
             self.execute(self.own.gateway_down(
                 self.clock.monotonic(), f"connect failed: {e}",
-                gateway_ended=isinstance(e.__cause__, ConnectionRefusedError)))
+                gateway_ended=isinstance(e, GatewayRefused)))
             return
-        self.connect_in_flight = False
         self.conn = conn
         conn.on_closed = lambda c=conn: self._on_closed(c)
         if self.own.gateway is Gateway.CLOSING:
@@ -156,7 +154,7 @@ class Coreapp:
     async def _close(self) -> None:
         conn = self.conn
         if conn is None:
-            if self.connect_in_flight:
+            if self.own.connect_pending:
                 return  # _connect closes what it opens and then reports the gateway down
             self.execute(self.own.gateway_down(self.clock.monotonic(), "closed"))
             return

@@ -7,7 +7,9 @@ coreapp that loses ownership (or is paused) goes silent and the gateway drops it
 message id to sends (several sends may be in flight). The connection ends once, for one
 ``close_reason``: ``"kicked"``, ``"timeout"``, ``"eof"``, ``"error: …"`` or ``"closed"``
 (our own ``close()``); then every pending and later call fails with ``GatewayError`` and
-``on_closed(conn)`` is called once.
+``on_closed(conn)`` is called once. ``open`` has no timer on the answer to its connect (a
+connect that is out may be registered at any later time; see ``open`` and
+:mod:`multiconnect.core.ownership`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,11 @@ class GatewayError(Exception):
 
 class GatewayTimeout(GatewayError):
     """No answer in time: the outcome of the request is unknown."""
+
+
+class GatewayRefused(GatewayError):
+    """A connect the gateway certainly holds nothing of: the connection was refused or not
+    established in time (nothing was written), or the gateway answered it with an error."""
 
 
 OnClosed = Callable[["GatewayConnection"], Any]
@@ -64,39 +72,58 @@ class GatewayConnection:
 
     @classmethod
     async def open(cls, host: str, port: int, *, phone: str, shard: int, node: str,
-                   epoch: int, timeout: float,
+                   epoch: int, timeout: float, dead_after: float | None = None,
                    on_closed: OnClosed | None = None) -> GatewayConnection:
-        """Connect and register; raises ``GatewayError`` on refusal, error reply or timeout."""
-        writer: asyncio.StreamWriter | None = None
+        """Connect and register, waiting for the gateway's answer as long as it takes.
+
+        ``timeout`` bounds the TCP connection only: nothing is written before it, so giving
+        up is safe. Once the connect line is out the gateway may register it at any later
+        time (a paused gateway queues it), so its answer has no timer; the caller ends the
+        wait by cancelling (the socket is closed). Raises ``GatewayRefused`` if the gateway
+        certainly holds nothing of the attempt (refused, no connection in ``timeout``, an
+        ``error`` or ``timeout`` answer), ``GatewayError`` if it ended without an answer
+        (EOF, reset, the kernel giving up after ``dead_after``: the connect may still be
+        queued there) or with a reply we cannot use."""
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(host, port, limit=LINE_LIMIT)
-                writer.write(_encode({"op": "connect", "phone": phone, "shard": shard,
-                                      "node": node, "epoch": epoch}))
-                await writer.drain()
-                line = await reader.readline()
         except TimeoutError:
-            _abort(writer)
-            raise GatewayTimeout(f"gateway {host}:{port}: no answer to connect in "
-                                 f"{timeout:g} s") from None
+            raise GatewayRefused(f"gateway {host}:{port}: no connection in {timeout:g} s "
+                                 "(nothing sent)") from None
+        except OSError as exc:
+            raise GatewayRefused(f"gateway {host}:{port}: {exc!r}") from exc
+        sock = writer.get_extra_info("socket")
+        if dead_after is not None and sock is not None:
+            give_up_on_a_silent_peer(sock, dead_after)
+        try:
+            writer.write(_encode({"op": "connect", "phone": phone, "shard": shard,
+                                  "node": node, "epoch": epoch}))
+            await writer.drain()
+            line = await reader.readline()
         except (OSError, ValueError) as exc:
-            _abort(writer)
+            writer.close()
             raise GatewayError(f"gateway {host}:{port}: {exc!r}") from exc
+        except asyncio.CancelledError:
+            writer.close()
+            raise
         try:
             reply = json.loads(line)
         except ValueError:
             reply = None
         if not isinstance(reply, dict) or reply.get("op") != "connected":
-            _abort(writer)
+            writer.close()
             if not line:
                 raise GatewayError(f"gateway {host}:{port}: closed before 'connected'")
             if isinstance(reply, dict) and reply.get("op") == "error":
-                raise GatewayError(f"gateway {host}:{port} refused: {reply.get('error')}")
+                raise GatewayRefused(f"gateway {host}:{port} refused: {reply.get('error')}")
+            if isinstance(reply, dict) and reply.get("op") == "timeout":
+                raise GatewayRefused(f"gateway {host}:{port}: dropped the connection before "
+                                     "its connect arrived")
             raise GatewayError(f"gateway {host}:{port}: unexpected reply {line[:200]!r}")
         try:
             conn_id, ping_timeout = int(reply["conn"]), float(reply["ping_timeout"])
         except (KeyError, TypeError, ValueError):
-            _abort(writer)
+            writer.close()
             raise GatewayError(f"gateway {host}:{port}: bad 'connected' {line[:200]!r}") from None
         return cls(reader, writer, conn_id=conn_id, ping_timeout=ping_timeout, phone=phone,
                    shard=shard, node=node, epoch=epoch, on_closed=on_closed)
@@ -232,13 +259,23 @@ class GatewayConnection:
             log.exception("on_closed callback failed")
 
 
+def give_up_on_a_silent_peer(sock: Any, seconds: float) -> None:
+    """Ask the kernel to abort the connection when its peer acknowledges nothing for about
+    ``seconds``: sent data unacknowledged (``TCP_USER_TIMEOUT``), or keepalive probes of an
+    idle connection unanswered (idle ``seconds/2``, then 3 probes ``seconds/6`` apart). The
+    kernel of a paused peer still acknowledges, so a stalled gateway is waited for; a dead
+    host or a path that drops everything ends the wait (Linux options, skipped elsewhere)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", max(1, round(seconds / 2))),
+                        ("TCP_KEEPINTVL", max(1, round(seconds / 6))), ("TCP_KEEPCNT", 3),
+                        ("TCP_USER_TIMEOUT", max(1, round(seconds * 1000)))):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 def _resolve(queue: deque[asyncio.Future[None]]) -> None:
     if queue:
         fut = queue.popleft()
         if not fut.done():
             fut.set_result(None)
 
-
-def _abort(writer: asyncio.StreamWriter | None) -> None:
-    if writer is not None:
-        writer.close()

@@ -8,6 +8,7 @@ from harness import bounds
 from harness.bounds import (
     Bound,
     db_failover,
+    gateway_stall_recovery,
     heartbeat_failover,
     lease_takeover,
     partition_failover,
@@ -37,6 +38,19 @@ def test_db_failover_and_lease_takeover():
     assert db_failover(3, 6, margin=0).value == 9.0  # WA_DB_MONITOR_SCALE=0.05
     assert lease_takeover(10).value == pytest.approx(10 + 10 / 3 + 1.5)
     assert lease_takeover(9, margin=0).value == 12.0
+
+
+def test_gateway_stall_recovery_is_the_ghost_wait_plus_a_tick():
+    """The owner's ghost wait on its own clock ((K + 0.5)/0.9, OwnershipCore), one ownership
+    tick, the margin; not the stall's length (its one connect is answered on resume)."""
+    from multiconnect.core.ownership import OwnershipCore
+
+    core = OwnershipCore("c", ttl=2.0, confirm_period=0.5, ping_period=0.5, keepalive=2.0)
+    ghost = (core.keepalive + core.ghost_margin) / core.rate_safety
+    b = gateway_stall_recovery(1, 2)
+    assert b.value == pytest.approx(ghost + 0.5 + 1.5)  # ci: ≈ 4.78 s
+    assert gateway_stall_recovery(5, 10, margin=0).value == pytest.approx(10.5 / 0.9 + 2.5)
+    assert "(K + 0.5)/0.9 + h/2 + margin" in b.formula
 
 
 def test_margin_is_one_module_constant_read_at_call_time(monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,7 +19,12 @@ import aiohttp
 import pytest
 
 from multiconnect.gateway import GatewayServer, config_from_env, main
-from multiconnect.gateway_client import GatewayConnection, GatewayError, GatewayTimeout
+from multiconnect.gateway_client import (
+    GatewayConnection,
+    GatewayError,
+    GatewayRefused,
+    GatewayTimeout,
+)
 
 T = TypeVar("T")
 HOST = "127.0.0.1"
@@ -208,37 +214,99 @@ def test_closed_connection_fails_pending_and_later_sends() -> None:
 
 
 def test_open_raises_on_refused_port_and_error_reply() -> None:
+    """Both are definite: the gateway holds nothing of the attempt (``GatewayRefused``)."""
     async def body() -> None:
         s = socket.socket()
         s.bind((HOST, 0))
         free = s.getsockname()[1]
         s.close()
-        with pytest.raises(GatewayError):
+        with pytest.raises(GatewayRefused):
             await GatewayConnection.open(HOST, free, phone="p", shard=0, node="n", epoch=1,
                                          timeout=5)
         async with GatewayServer() as gw:
-            with pytest.raises(GatewayError, match="refused"):
+            with pytest.raises(GatewayRefused, match="refused"):
                 await open_conn(gw, shard=-1)
             assert gw.events() == []
     run(body())
 
 
-def test_open_times_out_when_gateway_never_answers() -> None:
+async def _answer_after(delay: float | None, answer: bytes,
+                        seen: list[bytes]) -> asyncio.AbstractServer:
+    """A server that reads the connect line, waits ``delay`` s (None: forever) and writes
+    ``answer`` (b"": closes instead); ``seen`` gets what it read, then b"EOF" at the client's
+    close."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readline())
+        if delay is None:
+            await reader.read()
+            seen.append(b"EOF")
+        else:
+            await asyncio.sleep(delay)
+            if answer:
+                writer.write(answer)
+                await writer.drain()
+                await reader.read()
+        writer.close()
+    return await asyncio.start_server(handle, HOST, 0)
+
+
+def test_open_waits_for_an_answer_past_its_timeout() -> None:
+    """Issue 19: ``timeout`` bounds the TCP connection only; a connect that is out may be
+    registered at any later time, so its answer is awaited however late it comes."""
     async def body() -> None:
-        given_up = asyncio.Event()
-
-        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await reader.read()  # never answers; EOF when the client gives up
-            writer.close()
-            given_up.set()
-
-        server = await asyncio.start_server(mute, HOST, 0)
+        seen: list[bytes] = []
+        server = await _answer_after(0.8, b'{"op":"connected","conn":3,"ping_timeout":2}\n',
+                                     seen)
         port = server.sockets[0].getsockname()[1]
-        with pytest.raises(GatewayTimeout):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        c = await GatewayConnection.open(HOST, port, phone="p", shard=0, node="n", epoch=1,
+                                         timeout=0.2)
+        assert loop.time() - started >= 0.8 and c.conn_id == 3 and not c.closed
+        assert json.loads(seen[0])["op"] == "connect"
+        await c.close()
+        server.close()
+    run(body())
+
+
+def test_an_unanswered_open_ends_only_by_the_gateway_or_its_caller() -> None:
+    """An EOF before the answer is an end without an answer (``GatewayError``, not
+    ``GatewayRefused``: a proxy may have ended it while the connect sits at the gateway); a
+    never-answered connect waits until the caller cancels, which closes the socket."""
+    async def body() -> None:
+        seen: list[bytes] = []
+        server = await _answer_after(0.1, b"", seen)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(GatewayError, match="closed before") as err:
             await GatewayConnection.open(HOST, port, phone="p", shard=0, node="n", epoch=1,
                                          timeout=0.2)
-        await wait_until("the client to close its socket", given_up.is_set)
+        assert not isinstance(err.value, GatewayRefused)
         server.close()
+        seen.clear()
+        server = await _answer_after(None, b"", seen)
+        port = server.sockets[0].getsockname()[1]
+        attempt = asyncio.create_task(GatewayConnection.open(
+            HOST, port, phone="p", shard=0, node="n", epoch=1, timeout=0.2))
+        await asyncio.sleep(0.6)
+        assert not attempt.done() and len(seen) == 1
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        await wait_until("the cancelled attempt's socket to close", lambda: b"EOF" in seen)
+        server.close()
+    run(body())
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux TCP options")
+def test_open_asks_the_kernel_to_give_up_on_a_silent_peer() -> None:
+    async def body() -> None:
+        async with GatewayServer() as gw:
+            c = await open_conn(gw, dead_after=4.0)
+            sock = c._writer.get_extra_info("socket")
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 4000
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 2
+            await c.close()
     run(body())
 
 
@@ -537,13 +605,15 @@ def test_config_from_env_defaults_and_values() -> None:
     assert (cfg.port, cfg.http_port, cfg.ping_timeout) == (6000, 6001, 0.25)
 
 
-def test_main_serves_until_sigterm_and_closes_connections() -> None:
-    env = {**os.environ, "GATEWAY_HOST": HOST, "GATEWAY_PORT": "0", "GATEWAY_HTTP_PORT": "0",
-           "PYTHONPATH": str(REPO)}
+@contextlib.contextmanager
+def gateway_process(**env: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
+    """The gateway as its own process (``main``): yields it, its TCP and its HTTP port."""
+    full = {**os.environ, "GATEWAY_HOST": HOST, "GATEWAY_PORT": "0", "GATEWAY_HTTP_PORT": "0",
+            "PYTHONPATH": str(REPO), **env}
     proc = subprocess.Popen(
         [sys.executable, "-c",
          "import os, sys; from multiconnect.gateway import main; sys.exit(main(os.environ))"],
-        env=env, stderr=subprocess.PIPE, text=True)
+        env=full, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
         line = ""
@@ -553,8 +623,19 @@ def test_main_serves_until_sigterm_and_closes_connections() -> None:
                 break
         assert "listening" in line, line
         fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
-        port = int(fields["tcp"].rsplit(":", 1)[1])
+        yield (proc, int(fields["tcp"].rsplit(":", 1)[1]),
+               int(fields["http"].rsplit(":", 1)[1]))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
 
+
+def test_main_serves_until_sigterm_and_closes_connections() -> None:
+    with gateway_process() as (proc, port, _):
         async def body() -> None:
             c = await GatewayConnection.open(HOST, port, phone="p", shard=0, node="n",
                                              epoch=1, timeout=5)
@@ -564,9 +645,55 @@ def test_main_serves_until_sigterm_and_closes_connections() -> None:
             assert c.close_reason == "eof"
         run(body())
         assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        if proc.stderr is not None:
-            proc.stderr.close()
+
+
+def test_a_connect_to_a_paused_gateway_is_answered_when_it_resumes() -> None:
+    """Issue 19 against the real stand-in: paused (SIGSTOP, as ``docker pause`` freezes it),
+    its kernel still accepts and queues; the one attempt waits past its 0.3 s timeout and is
+    registered on resume — one ``connect``, no ``conflict``."""
+    with gateway_process(GATEWAY_PING_TIMEOUT="5") as (proc, port, http_port):
+        async def body() -> None:
+            proc.send_signal(signal.SIGSTOP)
+            attempt = asyncio.create_task(GatewayConnection.open(
+                HOST, port, phone="p", shard=0, node="n", epoch=1, timeout=0.3))
+            await asyncio.sleep(1.0)
+            assert not attempt.done()
+            proc.send_signal(signal.SIGCONT)
+            c = await asyncio.wait_for(attempt, 10)
+            await c.ping(5)
+            url = f"http://{HOST}:{http_port}/events"
+            async with aiohttp.ClientSession() as s, s.get(url) as r:
+                events = (await r.json())["events"]
+            assert [e["type"] for e in events] == ["connect"]
+            assert events[0]["conn"] == c.conn_id
+            await c.close()
+        run(body())
+
+
+def test_a_paused_gateway_registers_connects_their_senders_gave_up() -> None:
+    """What the simulator's paused gateway models (``SimGateway.resume_order``) and the
+    pre-fix shell ran into: connects sent on separate connections while the gateway is
+    paused are all handled on resume — each kicking the one before — although their senders
+    gave up and closed them long before (every socket's line is read before its close)."""
+    with gateway_process(GATEWAY_PING_TIMEOUT="5") as (proc, port, http_port):
+        async def body() -> None:
+            proc.send_signal(signal.SIGSTOP)
+            for _ in range(3):  # the pre-fix shell: give up, connect again
+                attempt = asyncio.create_task(GatewayConnection.open(
+                    HOST, port, phone="p", shard=0, node="n", epoch=1, timeout=0.3))
+                await asyncio.sleep(0.3)
+                attempt.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await attempt
+            proc.send_signal(signal.SIGCONT)
+            url = f"http://{HOST}:{http_port}/events"
+
+            async def types() -> list[str]:
+                async with aiohttp.ClientSession() as s, s.get(url) as r:
+                    return [e["type"] for e in (await r.json())["events"]]
+
+            await asyncio.sleep(0.5)
+            got = await types()
+            assert got[:7] == ["connect", "conflict", "kick", "connect", "conflict", "kick",
+                               "connect"], got
+        run(body())

@@ -541,12 +541,12 @@ def test_a_send_after_the_last_ping_moves_the_wait(core, clock):
 
 
 def test_a_connect_that_did_not_complete_waits_from_its_end_unless_refused(core, clock):
-    """A timed-out connect may have registered at any time until it was given up; a refused
-    one wrote nothing."""
+    """A connect that ended without an answer (EOF or reset from the link) may have been
+    registered at any time until then; a refused one wrote nothing."""
     core.tick(clock.now)
     assert core.confirmed(clock.now, clock.now, OwnedRow(0, 1, False)) == [Connect(0, 1)]
     failed_at = clock.advance(2.0)
-    core.gateway_down(failed_at, "connect failed: no answer to connect in 2 s")
+    core.gateway_down(failed_at, "connect failed: closed before 'connected'")
     hold(core, clock, failed_at + GHOST - EPS)
     assert not of(core.tick(clock.now), Connect)
     goto(clock, failed_at + GHOST)
@@ -592,6 +592,93 @@ def test_the_ghost_wait_allows_for_a_clock_running_10_percent_fast(clock):
     goto(clock, last + wait)
     assert of(core.tick(clock.now), Connect)
     assert wait / 1.1 > K + 0.5 - 0.01  # ≥ K + margin of gateway time at rate 1.1
+
+
+# -- an unanswered connect (issue 19) ----------------------------------------------------------
+# A connect that is out may be registered by a stalled gateway at any later time: the attempt
+# has no timer and ends only when the shell reports an answer or an end.
+
+
+def start_attempt(core: OwnershipCore, clock: FakeClock) -> float:
+    """A fresh core's first Connect; returns the confirmation's send time."""
+    assert of(core.tick(clock.now), Confirm)
+    sent = clock.now
+    assert core.confirmed(sent, clock.now, ROW) == [Connect(0, 1)]
+    assert core.connect_pending and core.gateway_status() == "connecting"
+    return sent
+
+
+def test_a_pending_connect_past_the_old_2s_timeout_is_still_the_one_attempt(core, clock):
+    started = clock.now
+    start_attempt(core, clock)
+    hold(core, clock, started + 2.0)  # the pre-fix shell gave up here and connected again
+    hold(core, clock, started + 3 * K)  # confirmations keep it valid: no Connect, no Close
+    assert not of(core.tick(clock.now), Connect)
+    assert core.valid(clock.now) and core.connect_pending
+    assert core.gateway is Gateway.CONNECTING and core.gateway_status() == "connecting"
+    assert core.next_deadline(clock.now) > clock.now  # nothing to do but wait
+
+
+def test_a_late_answer_makes_it_up(core, clock):
+    started = clock.now
+    start_attempt(core, clock)
+    hold(core, clock, started + 30.0)
+    assert core.gateway_up(clock.now, 1) == []
+    assert core.gateway is Gateway.UP and not core.connect_pending
+    assert core.may_send(0, clock.now)
+    assert of(core.tick(goto(clock, core.next_ping)), Ping)
+
+
+@pytest.mark.parametrize("end", ["answered, then closed by us", "closed before 'connected'"])
+def test_a_lapse_while_pending_closes_it_at_its_end_then_the_ghost_wait(core, clock, end):
+    """The confirmation hangs and the ownership lapses while the connect waits: Close, once.
+    The shell applies it when the attempt ends — it keeps the attempt, since closing it
+    would not take a queued connect back — so even valid again the core starts no second
+    attempt; after the end, none before the ghost wait counted from that end."""
+    sent = start_attempt(core, clock)
+    hold_confirm = core.next_confirm
+    goto(clock, hold_confirm)
+    assert of(core.tick(clock.now), Confirm)  # this one hangs
+    goto(clock, sent + TTL - EPS)
+    assert not of(core.tick(clock.now), Close)
+    goto(clock, sent + TTL)
+    assert of(core.tick(clock.now), Close) == [Close("ownership not confirmed in time "
+                                                     "(self-fence)")]
+    assert core.gateway is Gateway.CLOSING and core.connect_pending
+    assert not of(core.confirmed(hold_confirm, clock.now, ROW), Connect)  # valid again
+    assert core.valid(clock.now) and core.gateway is Gateway.CLOSING
+    hold(core, clock, sent + TTL + 3 * K)
+    assert not of(core.tick(clock.now), Connect) and core.gateway is Gateway.CLOSING
+    ended = clock.now
+    if end.startswith("answered"):  # the shell closes what opened; the close is reported
+        assert not of(core.gateway_down(ended, "closed"), Connect)
+    else:
+        assert not of(core.gateway_down(ended, f"connect failed: {end}"), Connect)
+    assert not core.connect_pending
+    hold(core, clock, ended + GHOST - EPS)
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, ended + GHOST)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+
+
+def test_a_refusal_long_after_the_connect_reconnects_after_the_short_backoff(core, clock):
+    """Refused (connection refused, no connection in ``connect_timeout``, the gateway's own
+    error answer): nothing of it is at the gateway, so failover is not lengthened."""
+    started = start_attempt(core, clock)
+    hold(core, clock, started + 5.0)
+    refused = clock.now
+    assert not of(core.gateway_down(refused, "connect failed: refused", gateway_ended=True),
+                  Connect)
+    goto(clock, refused + BACKOFF - EPS)
+    assert not of(core.tick(clock.now), Connect)
+    goto(clock, refused + BACKOFF)
+    assert of(core.tick(clock.now), Connect) == [Connect(0, 1)]
+
+
+def test_the_attempt_timers_the_shells_take_from_the_core():
+    core = make_core()
+    assert core.connect_timeout == 2.0  # the TCP connection only: nothing is written before
+    assert core.dead_peer_after == 2 * K  # the kernel's end of a dead path (liveness)
 
 
 # -- gateway_status ------------------------------------------------------------------------------

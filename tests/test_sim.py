@@ -29,7 +29,7 @@ from multiconnect.sim import SimConfig, failover_bound, replay_command, run_sche
 from multiconnect.sim import coreapp as sim_coreapp
 from multiconnect.sim.__main__ import main
 from multiconnect.sim.cluster import TIMINGS, Cluster
-from multiconnect.sim.net import EOF, Net
+from multiconnect.sim.net import EOF, Conn, Net
 from multiconnect.sim.scenario import Scenario
 from multiconnect.sim.world import Endpoint, World
 
@@ -179,8 +179,9 @@ def test_wall_clock_jumps_change_nothing():
 def _concurrent_connect(gw_lead: float, heal_after: float = 0.0, seed: int = 1) -> Scenario:
     """coreapp-1 (owner of shard 0) stops hearing the gateway ``gw_lead`` s before it loses
     the database at 50 s: its pings fail, its reconnect attempts register at the gateway but
-    never hear back (2 s each); its ownership lapses while one attempt is in flight and the
-    database returns ``heal_after`` s after that lapse, while the attempt still is."""
+    never hear back (each ends when the gateway drops it after K of silence); its ownership
+    lapses while one attempt is in flight and the database returns ``heal_after`` s after
+    that lapse, while the attempt still is."""
     s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2))
     ids: dict[str, int] = {}
 
@@ -256,12 +257,13 @@ def test_the_connect_race_scenario_has_teeth(monkeypatch):
 
 def _lapse_during_reconnect(seed: int) -> tuple[Scenario, dict]:
     """The race above with the ghost wait on. coreapp-1 (owner of shard 0) stops hearing the
-    gateway at 50 s: its ping fails, it waits out the ghost, its first reconnect times out,
-    it waits again. A confirmation is forced (as a master's ``check=1`` heartbeat does) 8 s
-    before its second attempt and the database is cut right after, so its ownership lapses
-    1 s into that attempt (0.9 F = 9 s); the database returns 0.1 s later, while the attempt
-    is still in flight. ``probe`` holds (connect in flight, valid, core gateway state) 1.9 s
-    into the attempt."""
+    gateway at 50 s: its ping fails, it waits out the ghost, its first reconnect registers
+    but its answer is lost, the gateway drops it after K of silence (that close passes the
+    fault) and it waits again. A confirmation is forced (as a master's ``check=1`` heartbeat
+    does) 8 s before its second attempt and the database is cut right after, so its ownership
+    lapses 1 s into that attempt (0.9 F = 9 s); the database returns 0.1 s later, while the
+    attempt is still in flight. ``probe`` holds (connect in flight, valid, core gateway
+    state) 1.9 s into the attempt."""
     s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2))
     st: dict = {}
 
@@ -276,7 +278,8 @@ def _lapse_during_reconnect(seed: int) -> tuple[Scenario, dict]:
 
     def probe(s: Scenario) -> None:
         p = proc(s)
-        st["probe"] = (p.connect_in_flight, p.own.valid(p.mono()), p.own.gateway)
+        opening = p.conn is None and any(c.c_open for c in s.cl.gw_links[p.name].conns.values())
+        st["probe"] = (opening, p.own.valid(p.mono()), p.own.gateway)
 
     def poll(s: Scenario) -> None:
         p = proc(s)
@@ -445,6 +448,121 @@ def test_the_ghost_scenario_has_teeth(monkeypatch):
     assert v is not None and v.kind == "conflict" and "same node" in v.detail, v
 
 
+def _gateway_stall(timing: str, seconds: float, seed: int = 1) -> Scenario:
+    """The gateway is paused (``docker pause``) at 50 s for ``seconds``: its kernel still
+    accepts connections and queues what they carry. Every owner's ping goes unanswered, it
+    closes, waits out its ghost and connects again while the gateway is still paused."""
+    s = Scenario(replace(BASE, seed=seed, send_rate=0.2, timing_name=timing))
+    s.at(50.0, lambda s: s.pause("gateway"))
+    s.at(50.0 + seconds, lambda s: s.resume("gateway"))
+    return s
+
+
+STALLS = [("ci", 12.0), ("ci", 30.0), ("documented", 40.0)]  # (timing, seconds paused)
+
+
+@pytest.mark.parametrize("timing,seconds", STALLS)
+def test_a_stalled_gateway_sees_one_connect_per_owner(timing, seconds):
+    """Issue 19 (docs/simulator.md, finding 8): the gateway paused 12 s at CI timing took three
+    queued connects of one coreapp on resume, each kicking the one before. A connect that got
+    no answer is not over: the owner keeps that one attempt and it is answered on resume."""
+    s = _gateway_stall(timing, seconds)
+    v = s.run(50.0 + seconds + 30.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
+    for shard, owner in ((0, s.owner(0)), (1, s.owner(1))):
+        connects = [e for e in s.cl.gateway.events
+                    if e[0] >= 50.0 and e[3] == shard and e[1] == "connect"]
+        assert len(connects) == 1 and connects[0][4] == owner, connects
+        assert connects[0][0] == 50.0 + seconds  # queued, handled on resume
+        c = s.cl.gateway.by_shard.get(shard)
+        assert c is not None and c.id == connects[0][2]
+
+
+def _lapse_in_a_stall(seed: int) -> tuple[Scenario, dict]:
+    """The gateway is paused from 50 s to 110 s. Once coreapp-1 (owner of shard 0) waits on
+    its reconnect, its database link is cut: its ownership lapses with the connect queued at
+    the gateway (a Close while pending), and the link heals 1 s later (valid again)."""
+    s = Scenario(replace(BASE, seed=seed, send_rate=0.2, drift=0.0))
+    st: dict = {}
+
+    def proc(s: Scenario) -> sim_coreapp.CoreappProc:
+        return s.cl.hosts["coreapp-1"].proc
+
+    def wait_pending(s: Scenario) -> None:
+        if proc(s).own.gateway is not Gateway.CONNECTING:
+            s.at(s.world.now + 0.05, wait_pending)
+            return
+        st["db"] = s.cut("coreapp-1", "db")
+        s.at(s.world.now + 0.05, wait_lapse)
+
+    def wait_lapse(s: Scenario) -> None:
+        p = proc(s)
+        if p.own.valid(p.mono()):
+            s.at(s.world.now + 0.05, wait_lapse)
+            return
+        st["lapse"] = (s.world.now, p.own.gateway, p.own.connect_pending)
+        s.at(s.world.now + 1.0, lambda s: s.heal("coreapp-1", "db", st["db"]))
+
+    s.at(50.0, lambda s: s.pause("gateway"))
+    s.at(50.1, wait_pending)
+    s.at(110.0, lambda s: s.resume("gateway"))
+    return s, st
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_lapse_while_the_connect_waits_in_a_stalled_gateway(seed):
+    """The Close is applied when the attempt ends, not by closing its socket at once: that
+    would not take the queued connect back, and the next attempt after the ghost wait
+    (11.7 s) would queue behind it in the 60 s stall. Here the attempt is answered on resume
+    and closed at once; the one reconnect follows after the ghost wait."""
+    s, st = _lapse_in_a_stall(seed)
+    v = s.run(160.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
+    t_lapse, state, pending = st["lapse"]
+    assert t_lapse < 110.0 and state is Gateway.CLOSING and pending
+    ev = [(e[1], e[4]) for e in s.cl.gateway.events
+          if e[0] >= 110.0 and e[3] == 0 and e[1] != "deliver"]
+    assert ev == [("timeout", "coreapp-1"), ("connect", "coreapp-1"),
+                  ("disconnect", "coreapp-1"), ("connect", "coreapp-1")], ev
+    c = s.cl.gateway.by_shard.get(0)
+    assert c is not None and c.node == "coreapp-1" == s.owner(0)
+
+
+def test_a_stall_that_outlasts_the_fence_is_outside_the_model():
+    """fencing.md A3: what no coreapp can prevent. coreapp-1 (owner of shard 0) dies while its
+    reconnect is queued at the paused gateway; a master promotes another coreapp, whose
+    connect queues too (the fence, F + K + 0.5 after coreapp-1's last confirmation, passed
+    meanwhile). On resume the dead node's connect is registered and the new owner's kicks
+    it. The checker counts it as an A3 breach (a line handled > 0.5 s after it was written,
+    two nodes), not a violation, and the run goes on."""
+    s = Scenario(replace(BASE, seed=1, send_rate=0.2, drift=0.0))
+
+    def kill_when_pending(s: Scenario) -> None:
+        if s.cl.hosts["coreapp-1"].proc.own.gateway is not Gateway.CONNECTING:
+            s.at(s.world.now + 0.05, kill_when_pending)
+            return
+        s.kill("coreapp-1")
+
+    s.at(50.0, lambda s: s.pause("gateway"))
+    s.at(50.1, kill_when_pending)
+    s.at(130.0, lambda s: s.resume("gateway"))
+    assert s.run(170.0) is None
+    assert s.cl.check.breaches == {"A3": 1} and s.cl.check.conflicts == 1
+    note = [ln for ln in s.trace_lines(130.0) if "outside the model (A3)" in ln]
+    assert note and "two nodes" in note[0]
+    c = s.cl.gateway.by_shard.get(0)
+    assert c is not None and c.node == s.owner(0) != "coreapp-1"
+
+
+def test_the_gateway_stall_scenario_has_teeth(monkeypatch):
+    """With the pre-fix shell (a connect given up after 2 s without an answer, then another
+    after the ghost wait) the stall ends in a same-node conflict, as in the nightly run."""
+    monkeypatch.setattr(sim_coreapp, "ANSWER_TIMEOUT", 2.0)
+    for timing, seconds in STALLS:
+        v = _gateway_stall(timing, seconds).run(50.0 + seconds + 30.0)
+        assert v is not None and v.kind == "conflict" and "same node" in v.detail, (timing, v)
+
+
 def test_ci_timing_schedules_keep_every_invariant():
     limit, _ = failover_bound(replace(BASE, timing_name="ci"))
     for seed in range(3):
@@ -506,10 +624,10 @@ def test_gateway_kicks_the_older_connection_and_times_out_silent_ones():
     link = cl.gw_links["coreapp-1"]
     inbox: list = []
     c1 = net.open(link, host, gw, lambda c, m: inbox.append((1, m)), gw.on_message)
-    net.send(c1, True, ("connect", 0, "coreapp-1", 5))
+    net.send(c1, True, ("connect", 0, "coreapp-1", 5, w.now))
     w.run(1.0)
     c2 = net.open(link, host, gw, lambda c, m: inbox.append((2, m)), gw.on_message)
-    net.send(c2, True, ("connect", 0, "coreapp-2", 6))
+    net.send(c2, True, ("connect", 0, "coreapp-2", 6, w.now))
     w.run(2.0)
     assert conflicts == [(1, 2)]
     assert (1, ("kicked", 2)) in inbox
@@ -517,6 +635,49 @@ def test_gateway_kicks_the_older_connection_and_times_out_silent_ones():
     k = cl.cfg.timing.gateway_ping_timeout
     w.run(1.0 + k + 0.5)  # conn 2 was silent since ~1.0 s
     assert gw.events[-1][1] == "timeout" and 0 not in gw.by_shard
+
+
+def test_a_resumed_gateway_handles_what_queued_as_the_asyncio_stand_in_does():
+    """Paused, the gateway queues; on resume: keepalive deadlines that passed first, then the
+    connections it already served (lines, then close), then the connections that arrived
+    meanwhile — every one's lines before any one's close, so two connects sent and closed one
+    after the other during the pause still meet (the issue 19 pattern)."""
+    cl = Cluster(replace(BASE, seed=1))
+    w, net, gw = cl.world, cl.net, cl.gateway
+    conflicts = []
+    gw.on_conflict = lambda old, new: conflicts.append((old.id, new.id))
+    host = Endpoint(w, "coreapp-1")
+    link = cl.gw_links["coreapp-1"]
+
+    def dial(shard: int) -> Conn:
+        c = net.open(link, host, gw, lambda c, m: None, gw.on_message)
+        net.send(c, True, ("connect", shard, "coreapp-1", 1, w.now))
+        return c
+
+    stale, served = dial(0), dial(1)
+    w.run(1.0)
+    net.send(served, True, ("ping", w.now))  # conn 2 is due at ~1 + K, conn 1 at ~K
+    w.run(1.5)
+    k = cl.cfg.timing.gateway_ping_timeout
+    w.pause(gw)
+    net.send(served, True, ("ping", w.now))
+    net.close_client(served)
+    first = dial(2)
+    net.close_client(first)  # given up by its sender before the second was sent
+    second = dial(2)
+    net.close_client(second)
+    net.send(stale, True, ("ping", w.now))  # too late: conn 1's deadline passes in the pause
+    w.run(k + 0.5)
+    assert len(gw.events) == 2  # nothing handled while paused
+    w.resume(gw)
+    w.run(k + 0.6)
+    name = {c.state.id: n for n, c in (("stale", stale), ("served", served), ("first", first),
+                                        ("second", second))}
+    got = [(e[1], name[e[2]]) for e in gw.events[2:]]
+    assert got == [("timeout", "stale"), ("disconnect", "served"), ("connect", "first"),
+                   ("conflict", "first"), ("kick", "first"), ("connect", "second"),
+                   ("disconnect", "second")], got
+    assert conflicts == [(first.state.id, second.state.id)]
 
 
 def test_promotion_fence_is_old_validity_plus_keepalive_and_margin():

@@ -14,17 +14,47 @@ connects only after a confirmation at database time ≥ ``fence_until``, which p
 connection, or — if it was paused or cut off — the gateway has dropped it for missing pings
 (it pings only while valid). See docs/fencing.md.
 
+One connect attempt, ended only by what the gateway or the network says. A ``Connect`` is
+one attempt (``connect_pending``): the shell opens a TCP connection — giving up after
+``connect_timeout`` is safe, nothing is written yet — and writes the connect line. From then
+on the gateway may register it at any later time: a paused or stalled gateway still accepts
+and queues, and handles its queue when it resumes, in no order across connections (a
+connect given up and closed can still be registered, and the next one kicks it: issue 19,
+docs/simulator.md finding 8). So there is no timer on the answer: the shell waits, the core
+stays CONNECTING (health "connecting") and issues no other Connect for as long as the
+ownership is valid. The attempt ends with:
+
+- ``connected``, however late → ``gateway_up`` (UP, or Close if the ownership changed);
+- a definite refusal — connection refused or not established in ``connect_timeout``, the
+  gateway's own ``error``/``timeout`` answer → ``gateway_down(gateway_ended=True)``: nothing
+  of it is left there, reconnect after the short backoff (failover is not lengthened);
+- an end without an answer — EOF or reset (from the link or a proxy: the connect may still
+  be queued at the gateway), or the kernel giving up on a peer that acknowledged nothing for
+  ``dead_peer_after`` (TCP keepalive and user timeout: a dead host or path; a paused
+  gateway's kernel still acknowledges) → ``gateway_down``: the ghost wait below, counted
+  from this end;
+- a Close (self-fence, shard lost or reassigned) while it waits is applied when it ends:
+  the shell keeps the attempt until then (closing it would not take a queued connect back,
+  and our next attempt could queue behind it), closes what opens, and the ghost wait
+  follows.
+
+However long the gateway stalls, one coreapp thus never has two attempts queued there,
+except after an end without an answer or a restart (the new process knows nothing of the old
+one's attempt): the ghost wait then assumes, like every other, that the gateway handles what
+we wrote within the margin (fencing.md A3, which a stall longer than that breaks).
+
 Reconnecting over a ghost. The gateway forgets a connection only when it ends it itself
 (kick, keepalive timeout, or the close reaching it). A connection that ended on our side for
-any other reason — our own close, a failed ping, a connect that timed out — may still be
-registered there: in a real network a blackhole eats the FIN as well as the data. A new
-connect for that shard would then kick our own ghost (a conflict). So after such an end the
-core does not connect to *that shard* again before ``last write + (K + ghost_margin) /
-rate_safety`` on its own clock: by then the gateway's keepalive (K since the last traffic it
-received, the write's transit being within the margin, A3) has dropped the ghost, even if this
-clock runs 10 % fast (A1). Ends the gateway made itself (``GATEWAY_ENDED``: kicked, timeout,
-EOF from its side) and refused connects leave no ghost. A coreapp that never wrote on a
-shard's connection (a new owner) is not delayed, so failover bounds are unchanged.
+any other reason — our own close, a failed ping, a connect that ended without an answer —
+may still be registered there: in a real network a blackhole eats the FIN as well as the
+data. A new connect for that shard would then kick our own ghost (a conflict). So after such
+an end the core does not connect to *that shard* again before ``last write + (K +
+ghost_margin) / rate_safety`` on its own clock: by then the gateway's keepalive (K since the
+last traffic it received, the write's transit being within the margin, A3) has dropped the
+ghost, even if this clock runs 10 % fast (A1). Ends the gateway made itself
+(``GATEWAY_ENDED``: kicked, timeout, EOF from its side) and refused connects leave no ghost.
+A coreapp that never wrote on a shard's connection (a new owner) is not delayed, so failover
+bounds are unchanged.
 """
 
 from __future__ import annotations
@@ -99,9 +129,10 @@ class OwnershipCore:
     confirm_ttl: float = 0.0
     connect_not_before: float = -math.inf
     connect_backoff: float = 0.2
+    connect_timeout: float = 2.0  # opening the TCP connection; no timer once the line is out
     ghost_margin: float = 0.5  # transit of our last write (A3) and scheduling slack
     conn_shard: int | None = None  # shard of the current (or last) connection attempt
-    connect_pending: bool = False  # a Connect issued, neither gateway_up nor _down yet
+    connect_pending: bool = False  # a Connect issued, not yet answered or ended (one at a time)
     last_write: float = -math.inf  # last write known on the current connection (local)
     ghost_until: dict[int, float] = field(default_factory=dict)  # shard -> no connect before
     log: list[str] = field(default_factory=list)
@@ -123,6 +154,13 @@ class OwnershipCore:
         """Earliest local time a connect for the current shard may start (backoff, ghost)."""
         ghost = -math.inf if self.shard is None else self.ghost_until.get(self.shard, -math.inf)
         return max(self.connect_not_before, ghost)
+
+    @property
+    def dead_peer_after(self) -> float:
+        """2·K: the shells ask the kernel to end a gateway connection whose peer acknowledges
+        nothing for this long (the only end of an unanswered attempt on a dead path; liveness
+        only, it is an end without an answer)."""
+        return 2.0 * self.keepalive
 
     def gateway_status(self) -> str:
         return {Gateway.UP: "connected", Gateway.CONNECTING: "connecting"}.get(
@@ -208,6 +246,7 @@ class OwnershipCore:
             self.last_write = now
 
     def gateway_up(self, now: float, epoch: int) -> list[Action]:
+        """The gateway answered ``connected`` (however late: the attempt had no timer)."""
         self.connect_pending = False
         self.last_write = max(self.last_write, now)  # the connect went out before its reply
         if self.gateway is not Gateway.CONNECTING or epoch != self.epoch or not self.valid(now):
@@ -221,13 +260,13 @@ class OwnershipCore:
         return []
 
     def gateway_down(self, now: float, reason: str, gateway_ended: bool = False) -> list[Action]:
-        """The connection ended or could not be opened; reconnect after a short backoff.
+        """The connection or the connect attempt ended; reconnect after a short backoff.
 
         ``reason`` in ``GATEWAY_ENDED`` (the gateway ended it itself) or ``gateway_ended``
-        (the shell knows it, e.g. the connect was refused): nothing of it is left there.
-        Otherwise the gateway may still hold it (a ghost): no new connect for its shard
-        before the last write + the keepalive (module docstring). A connect that did not
-        complete may have been written at any time until now."""
+        (the shell knows it: the connect was refused, or the gateway answered it with an
+        error): nothing of it is left there. Otherwise the gateway may still hold it (a
+        ghost): no new connect for its shard before the last write + the keepalive (module
+        docstring). An attempt that ended without an answer counts as written now."""
         self.gateway = Gateway.DOWN
         self.connect_not_before = now + self.connect_backoff
         self.connected_epoch = None

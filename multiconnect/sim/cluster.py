@@ -25,7 +25,7 @@ from .world import World
 # the presets are shared with the Docker harness (harness.spec)
 
 FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
-               "db-outage", "db-slow", "clock-skew")
+               "db-outage", "db-slow", "clock-skew", "gateway-pause")
 BREAKS = ("never-self-fence", "promote-on-primary-miss")
 NET_MODELS = ("toxiproxy", "tcp")
 
@@ -135,6 +135,11 @@ class Cluster:
     def _on_gateway_connect(self, c) -> None:
         for watcher in self.watchers:
             watcher.on_connected(c)
+
+    def gateway_clear(self, coreapp: str) -> bool:
+        """No fault on ``coreapp``'s way to the gateway now (link or paused gateway): an
+        answer on it is sure to come unless one starts (``world.REPLY``)."""
+        return not (self.gw_links[coreapp].faulty or self.gateway.paused)
 
     def owner_proc(self, shard: int):
         owner = self.db.owner(shard)

@@ -17,6 +17,8 @@ whichever is first. Kinds:
 - ``loss``: 5–50 % loss on one link (retransmission delays).
 - ``db-outage``: every ``*->db`` link cut, or black-holed, or the database paused.
 - ``db-slow``: database replies delayed up to 0.2–4 s.
+- ``gateway-pause``: the gateway freezes (``docker pause``): connections are still accepted and
+  what they carry queues up; heal resumes it (``SimGateway.resume_order``).
 - ``clock-skew``: a node's wall clock jumps by up to ±1 h (the cores must not care).
 """
 
@@ -34,6 +36,7 @@ DURATION_U = {  # (min, max) in multiples of the unhealthy interval
     "kill": (0.2, 3.0), "pause": (0.03, 2.0), "cut": (0.1, 3.0), "blackhole": (0.1, 3.0),
     "oneway": (0.1, 3.0), "isolate": (0.1, 3.0), "latency": (0.1, 2.0), "loss": (0.1, 2.0),
     "db-outage": (0.03, 1.5), "db-slow": (0.1, 1.5), "clock-skew": (0.5, 4.0),
+    "gateway-pause": (0.03, 4.0),
 }
 
 
@@ -185,6 +188,14 @@ class Injector:
                 w.pause(cl.db_server)
                 undo = ("db-pause",)
                 targets = "db paused"
+        elif f.kind == "gateway-pause":
+            if "gateway" in self.claims:
+                self._skip(f, "gateway is busy")
+                return
+            self.claims["gateway"] = f.index
+            w.pause(cl.gateway)
+            undo = ("gateway-pause",)
+            targets = "gateway paused"
         elif f.kind == "db-slow":
             cl.db_server.slow[f.index] = 0.2 + 3.8 * p2
             undo = ("slow",)
@@ -227,6 +238,9 @@ class Injector:
         elif kind == "db-pause":
             self.claims.pop("db", None)
             w.resume(cl.db_server)
+        elif kind == "gateway-pause":
+            self.claims.pop("gateway", None)
+            w.resume(cl.gateway)
         elif kind == "slow":
             cl.db_server.slow.pop(index, None)
         elif kind == "skew":

@@ -5,7 +5,18 @@ kicks the older one and records a ``conflict``; any message counts as traffic an
 connection silent for ``ping_timeout`` (its own monotonic clock = virtual time) is told
 ``timeout`` and dropped; ``ping`` → ``pong``; ``send`` → ``deliver`` event then ``ack``;
 messages on a connection that already ended are ignored; EOF ends it (``disconnect``).
-Epochs are recorded, never trusted.
+Epochs are recorded, never trusted. Every line ends with its send time (``GwClient``); a
+connection's ``lag`` is how long after it was written its latest line was handled (transit
+plus any stall: fencing.md A3 bounds it by the margin).
+
+Paused (``docker pause``: the kernel still accepts connections and buffers what they carry,
+nothing is handled), it resumes as the asyncio stand-in does (``resume_order``): first the
+keepalive deadlines that passed meanwhile (the timer cancels the pending read, so lines still
+buffered do not count as traffic), then what the connections it was already serving buffered
+(lines, then their close), then the connections accepted meanwhile, read in one batch: every
+one's lines before any one's close (a socket's data and its EOF come in separate reads). So
+connects queued on separate connections are all handled — each kicking the one before —
+even if their senders closed them long ago (docs/simulator.md, finding 8).
 """
 
 from __future__ import annotations
@@ -18,7 +29,8 @@ from .world import Endpoint, World
 
 
 class GwConn:
-    __slots__ = ("id", "conn", "node", "shard", "epoch", "last_traffic", "ended", "connected")
+    __slots__ = ("id", "conn", "node", "shard", "epoch", "last_traffic", "lag", "ended",
+                 "connected")
 
     def __init__(self, cid: int, conn: Conn) -> None:
         self.id = cid
@@ -27,6 +39,7 @@ class GwConn:
         self.shard = -1
         self.epoch = -1
         self.last_traffic = 0.0
+        self.lag = 0.0
         self.ended = False
         self.connected = False
 
@@ -60,6 +73,19 @@ class SimGateway(Endpoint):
                 del self.by_shard[c.shard]
             self._record(type_, c, extra)
 
+    def resume_order(self, backlog: list[tuple[Callable[[Any], None], Any]]
+                     ) -> list[tuple[Callable[[Any], None], Any]]:
+        timers, served, fresh, closes = [], [], [], []
+        for ev in backlog:
+            fn, arg = ev
+            if fn == self._keepalive:
+                timers.append(ev)
+            elif arg[0].state is not None:
+                served.append(ev)
+            else:
+                (closes if arg[1] is EOF else fresh).append(ev)
+        return timers + served + fresh + closes
+
     # -- connections -----------------------------------------------------------------------
     def on_message(self, conn: Conn, msg: Any) -> None:
         """Data (or EOF) from a coreapp on ``conn``."""
@@ -74,6 +100,7 @@ class SimGateway(Endpoint):
         if c.ended:
             return
         c.last_traffic = self.world.now
+        c.lag = c.last_traffic - msg[-1]
         op = msg[0]
         if op == "connect":
             self._connect(c, msg[1], msg[2], msg[3])

@@ -19,7 +19,12 @@ runs): a close passes every toxic at once, only after data already queued on tha
 (FIFO), and removing a ``timeout`` toxic (blackhole/one-way heal) closes every connection that
 went through it (the toxic's ``Cleanup``); data held by a latency toxic goes on when the toxic is
 removed (the effect's ``until``). ``model="tcp"`` (netem, a firewall DROP): a FIN is
-delayed, retransmitted and dropped like data, and connections survive a heal.
+delayed, retransmitted and dropped like data, and connections survive a heal; data dropped
+there is never delivered, so a connection whose client asked its kernel to give up on a
+silent peer (``Conn.abort_after``: TCP keepalive and user timeout) and that lost anything
+in either direction is aborted at the client that long after the loss (the client sees a
+reset; the server is not told). Through toxiproxy the proxy acknowledges everything, so this
+never happens there.
 """
 
 from __future__ import annotations
@@ -72,10 +77,13 @@ class Link:
 
 class Conn:
     """One TCP connection. ``on_client``/``on_server`` get ``(conn, msg)``; ``msg is EOF``
-    means the peer closed or the connection was reset."""
+    means the peer closed or the connection was reset. ``c_end`` says how the client's side
+    ended: ``"closed"`` (its own close), ``"crash"`` (its process died), ``"eof"`` (the peer
+    or the network ended it)."""
 
     __slots__ = ("id", "link", "client", "server", "cinc", "sinc", "c_open", "s_open",
-                 "broken", "last_up", "last_down", "on_client", "on_server", "state")
+                 "broken", "last_up", "last_down", "on_client", "on_server", "state", "c_end",
+                 "abort_after", "aborting")
 
     def __init__(self, cid: int, link: Link, client: Endpoint, server: Endpoint,
                  on_client: Callable[[Conn, Any], None],
@@ -94,6 +102,9 @@ class Conn:
         self.on_client = on_client
         self.on_server = on_server
         self.state: Any = None  # the server's per-connection state
+        self.c_end: str | None = None
+        self.abort_after: float | None = None  # the client's dead-peer timeout, if set
+        self.aborting = False
 
 
 class Net:
@@ -101,6 +112,7 @@ class Net:
         self.world = world
         self.eof_passes_drop = model == "toxiproxy"
         self.flush_on_heal = model == "toxiproxy"
+        self.lost_aborts = model == "tcp"  # a connection that lost data is aborted (above)
         self.links: dict[str, Link] = {}
         self._next_conn = 1
         self.by_node: dict[str, dict[int, Conn]] = {}
@@ -168,6 +180,10 @@ class Net:
         if conn.link.faulty:
             d = self.delay(conn.link, up, msg is EOF)
             if d is None:
+                if self.lost_aborts and conn.abort_after is not None and not conn.aborting:
+                    conn.aborting = True
+                    w.at_node(w.now + conn.abort_after, conn.client, conn.cinc,
+                              self._abort_client, conn)
                 return False
         else:
             d = BASE_MIN + BASE_SPAN * w.rng.random()
@@ -192,6 +208,7 @@ class Net:
         if conn.c_open:
             self.send(conn, True, EOF)
             conn.c_open = False
+            conn.c_end = "closed"
             self._forget(conn)
 
     def close_server(self, conn: Conn) -> None:
@@ -224,10 +241,16 @@ class Net:
             return
         if msg is EOF:
             conn.c_open = False
+            conn.c_end = "eof"
             self._forget(conn)
         elif conn.broken:
             return
         conn.on_client(conn, msg)
+
+    def _abort_client(self, conn: Conn) -> None:
+        """The client's kernel gives up on a peer that acknowledged nothing (tcp model)."""
+        if conn.c_open and not conn.broken:
+            self._arrive_client((conn, EOF))
 
     def reset(self, conn: Conn) -> None:
         """Both ends see the connection end at once (proxy disabled)."""
@@ -248,6 +271,7 @@ class Net:
             if conn.c_open:
                 self.send(conn, True, EOF)
                 conn.c_open = False
+                conn.c_end = "crash"
                 self._forget(conn)
 
     # -- faults ------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ class Summary:
         self.recovery: list[float] = []
         self.overshoot = -math.inf
         self.outcomes: Counter[str] = Counter()
+        self.breaches: Counter[str] = Counter()  # assumption -> schedules that broke it
         self.promotions = 0
         self.wall = 0.0
         self.cpu = 0.0
@@ -53,6 +54,7 @@ class Summary:
         self.skipped += r.faults_skipped
         self.promotions += r.promotions
         self.outcomes.update(r.outcomes)
+        self.breaches.update(r.breaches.keys())
         self.overshoot = max(self.overshoot, r.max_overshoot)
         if r.violation is not None:
             self.kinds[r.violation.kind] += 1
@@ -100,6 +102,10 @@ class Summary:
             lines.append(f"  seed {seed}: {what}")
         if len(self.failed) > 10:
             lines.append(f"  … {len(self.failed) - 10} more")
+        if self.breaches:
+            lines.append("outside the model (not violations): " + ", ".join(
+                f"{k} broken in {n} schedules" for k, n in sorted(self.breaches.items()))
+                + " (A3: a conflict after the gateway handled a line > 0.5 s late)")
         lines += [
             f"failover latency, kill of the shard-0 owner → new owner connected ({mode} "
             f"detection, bound {bound:g} s = {formula}): {dist(self.failover)}",

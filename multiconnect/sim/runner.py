@@ -19,8 +19,8 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
+from ..core.ownership import OwnershipCore
 from .cluster import Cluster, SimConfig, Timing
-from .coreapp import CONNECT_TIMEOUT
 from .faults import FaultSpec, Injector, make_schedule
 from .invariants import FENCE_MARGIN, Violation
 from .nodes import DB_TIMEOUT
@@ -34,10 +34,10 @@ def recovery_bound(t: Timing) -> float:
 
     Lease (T + T/3 + one database timeout) + a stale liveness row refreshed (h + timeout) +
     one monitor period (h/2) + the fence of a promotion made right then (F + K + 0.5) + one
-    confirm period (h/2) + one gateway connect (2 s) + margin."""
+    confirm period (h/2) + one gateway connect (``connect_timeout``, 2 s) + margin."""
     h, k, ttl = t.heartbeat_interval, t.gateway_ping_timeout, t.lease_ttl
     return ((ttl + ttl / 3 + DB_TIMEOUT) + (h + DB_TIMEOUT) + h / 2
-            + (2 * h + k + FENCE_MARGIN) + h / 2 + CONNECT_TIMEOUT + BOUND_MARGIN)
+            + (2 * h + k + FENCE_MARGIN) + h / 2 + OwnershipCore.connect_timeout + BOUND_MARGIN)
 
 
 def failover_bound(cfg: SimConfig) -> tuple[float, str]:
@@ -67,6 +67,7 @@ class Result:
     outcomes: dict = field(default_factory=dict)
     promotions: int = 0
     lease_epochs: int = 0
+    breaches: dict = field(default_factory=dict)  # assumption -> events outside the model
     trace: list[tuple] = field(default_factory=list)
 
     @property
@@ -160,6 +161,7 @@ def run_schedule(cfg: SimConfig) -> Result:
     res.faults_started, res.faults_skipped = inj.started, inj.skipped
     res.max_overshoot = cl.check.max_overshoot
     res.outcomes = dict(cl.check.outcomes)
+    res.breaches = dict(cl.check.breaches)
     res.promotions = len(cl.db.promotions)
     res.lease_epochs = cl.db.lease_epoch
     res.trace = w.trace

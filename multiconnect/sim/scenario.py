@@ -17,6 +17,7 @@ from typing import Any
 from .cluster import Cluster, SimConfig
 from .invariants import Violation
 from .runner import format_line
+from .world import Endpoint
 
 
 class Scenario:
@@ -58,13 +59,18 @@ class Scenario:
         self.cl.net.remove_effect(self.cl.net.link(client, server), fid)
         self.world.note("scenario", "heal %s->%s", client, server)
 
+    def _endpoint(self, name: str) -> Endpoint:
+        """A node by name; ``"gateway"`` and ``"db"`` too."""
+        special: dict[str, Endpoint] = {"gateway": self.cl.gateway, "db": self.cl.db_server}
+        return special[name] if name in special else self.cl.hosts[name]
+
     def pause(self, name: str) -> None:
         self.world.arm_timers()
-        self.world.pause(self.cl.hosts[name])
+        self.world.pause(self._endpoint(name))
         self.world.note("scenario", "pause %s", name)
 
     def resume(self, name: str) -> None:
-        self.world.resume(self.cl.hosts[name])
+        self.world.resume(self._endpoint(name))
         self.world.note("scenario", "resume %s", name)
 
     def kill(self, name: str) -> None:

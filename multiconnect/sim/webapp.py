@@ -66,7 +66,7 @@ class WebappProc(Proc):
     def forward(self, owner: str, msg_id: str, shard: int) -> Generator[Any, Any, str]:
         host = self.cl.hosts[owner]
         link = self.cl.net.link(self.name, owner)
-        sure = not self.cl.gw_links[owner].faulty  # the owner's own send must be quick too
+        sure = self.cl.gateway_clear(owner)  # the owner's own send must be quick too
         try:
             status, code = yield from self.http(host, link, "message", (msg_id, shard),
                                                 MESSAGE_TIMEOUT, sure)

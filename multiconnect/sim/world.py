@@ -4,7 +4,8 @@ Model. Time is a float of virtual seconds; nothing here reads a real clock. Even
 ``(time, seq, node, incarnation, fn, arg)`` in a heap; ``seq`` breaks ties in scheduling
 order, so one seed fixes the whole run. An event bound to a node is dropped once the node has
 crashed (its incarnation changed) and is queued while the node is paused; resuming replays the
-queue in order at the resume instant (timers fire late, replies were waiting in the socket).
+queue at the resume instant (timers fire late, replies were waiting in the socket), in the
+order the node's ``resume_order`` gives (arrival order unless a node models otherwise).
 
 Shell code runs as generator tasks (asyncio coroutines rewritten as generators):
 ``yield (SLEEP, local_seconds)`` or ``yield (AWAIT, fut, local_timeout_or_None[, REPLY])``
@@ -95,6 +96,11 @@ class Endpoint:
     def virtual_at(self, local: float) -> float:
         """The virtual time at which this clock shows ``local``."""
         return self.t0 + (local - self.mono0) / self.rate
+
+    def resume_order(self, backlog: list[tuple[Callable[[Any], None], Any]]
+                     ) -> list[tuple[Callable[[Any], None], Any]]:
+        """The order in which a resumed node handles what queued up while it was paused."""
+        return backlog
 
 
 class World:
@@ -227,7 +233,7 @@ class World:
     def resume(self, node: Endpoint) -> None:
         node.paused = False
         backlog, node.backlog = node.backlog, []
-        for fn, arg in backlog:
+        for fn, arg in node.resume_order(backlog):
             self.at_node(self.now, node, node.inc, fn, arg)
 
     # -- main loop -------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Stress: how often does a cluster's teardown wedge the Docker engine?
 
-    python benchmarks/stress_teardown.py [--cycles N] [--pattern harness|concurrent]
+    python benchmarks/stress_teardown.py [--cycles N] [--pattern harness|concurrent] [--crowd N]
 
-Each cycle brings up the default cluster (10 containers on one network), puts faults in
-flight the way a failed chaos test leaves them — a coreapp just killed (its exit and network
+Each cycle brings up the default cluster (10 containers on one network; with ``--crowd N``,
+N idle containers instead, see :class:`Crowd`), puts faults in flight the way a failed
+chaos test leaves them — a coreapp just killed (its exit and network
 leave still being processed by the engine), the gateway and a master paused — and tears the
 run down:
 
@@ -27,6 +28,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +46,7 @@ from harness.engine import (  # noqa: E402
     local_dockerd,
     restart_engine,
 )
+from harness.images import ensure_images  # noqa: E402
 from harness.spec import topology  # noqa: E402
 
 CALL_TIMEOUT = 60.0
@@ -61,8 +64,6 @@ def concurrent_teardown(client, run_id: str) -> None:
         ids = [c["Id"] for c in client.api.containers(all=True, filters=flt)]
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(pool.map(remove, ids))
-        for n in client.networks.list(filters=flt):
-            n.remove()
 
     answered(f"concurrent teardown of {run_id}", all_at_once, CALL_TIMEOUT)
 
@@ -73,13 +74,49 @@ def faults_in_flight(cluster: Cluster) -> None:
     cluster.nodes["master-2"].container.pause()
 
 
+class Crowd:
+    """``--crowd N``: instead of a cluster, N idle containers (the node image, sleeping) on
+    one run network, started concurrently, two paused and one killed before the teardown:
+    the same engine operations without the cluster's start-up time, so many more cycles."""
+
+    def __init__(self, client, n: int) -> None:
+        self.client, self.n = client, n
+        self.run_id = f"mcstress{uuid.uuid4().hex[:6]}"
+
+    def start(self) -> None:
+        labels = {cleanup.LABEL_RUN: self.run_id, cleanup.LABEL_OWNER: cleanup.owner_label()}
+        image = ensure_images(self.client, names=("base", "node"),
+                              progress=lambda _line: None)["node"]
+        net = self.client.networks.create(self.run_id, driver="bridge", internal=True,
+                                          labels=labels)
+
+        def one(i: int):
+            c = self.client.containers.create(image, name=f"{self.run_id}-{i}", detach=True,
+                                              entrypoint=["sleep", "600"], init=True,
+                                              labels=labels, network=net.name)
+            c.start()
+            return c
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            self.containers = list(pool.map(one, range(self.n)))
+
+    def faults(self) -> None:
+        self.containers[0].kill()
+        for c in self.containers[1:3]:
+            c.pause()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cycles", type=int, default=100)
     ap.add_argument("--pattern", choices=("harness", "concurrent"), default="harness")
+    ap.add_argument("--crowd", type=int, default=0,
+                    help="N idle containers per cycle instead of a cluster (faster cycles)")
     args = ap.parse_args(argv)
     if not 1 <= args.cycles <= 1000:
         ap.error("--cycles: 1-1000")
+    if not 0 <= args.crowd <= 100:
+        ap.error("--crowd: 0-100")
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -88,10 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     wedges: list[tuple[int, str]] = []
     t0 = time.monotonic()
     for i in range(1, args.cycles + 1):
-        cluster = Cluster(topology(), client=client, progress=lambda _line: None)
+        cluster: Cluster | Crowd = (Crowd(client, args.crowd) if args.crowd else
+                                    Cluster(topology(), client=client, progress=lambda _l: None))
         try:
             cluster.start()
-            faults_in_flight(cluster)
+            if isinstance(cluster, Crowd):
+                cluster.faults()
+            else:
+                faults_in_flight(cluster)
             if args.pattern == "concurrent":
                 concurrent_teardown(client, cluster.run_id)
             cleanup.remove_run(client, cluster.run_id)  # harness: all; concurrent: the rest

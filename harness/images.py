@@ -529,6 +529,26 @@ def _closure(names: Iterable[str], overrides: Collection[str] = ()) -> list[str]
     return [n for n in ALL_IMAGES if n in wanted]
 
 
+def _recipe_of(name: str, parent_hash: str | None, files: Mapping[str, Path]) -> str:
+    return recipe_hash(name, parent_hash, files, extra_inputs(name))
+
+
+def planned_refs(
+    names: Collection[str] = ALL_IMAGES, *, prefix: str = "mc-", source_dir: Path = SOURCE_DIR
+) -> dict[str, str]:
+    """The reference :func:`build_images` looks for (and would build) for each of ``names``
+    and their parents, from the recipes as they are now: name → ``mc-<name>:<hash>``. Builds
+    nothing and needs no engine (``python -m harness doctor`` checks these are present)."""
+    hashes: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for name in _closure(names):
+        parent = PARENTS[name]
+        files = context_files(name, source_dir=source_dir)
+        hashes[name] = _recipe_of(name, hashes.get(parent) if parent else None, files)
+        refs[name] = f"{prefix}{name}:{hashes[name]}"
+    return refs
+
+
 def build_images(
     client: docker.DockerClient,
     names: Collection[str] = ALL_IMAGES,
@@ -574,8 +594,7 @@ def build_images(
             continue
         parent = PARENTS[name]
         files = context_files(name, source_dir=source_dir)
-        recipe = recipe_hash(name, hashes.get(parent) if parent else None, files,
-                             extra_inputs(name))
+        recipe = _recipe_of(name, hashes.get(parent) if parent else None, files)
         ref = f"{prefix}{name}:{recipe}"
         with _image_lock(f"{prefix}{name}"):
             if name not in force and _image_exists(client, ref) is not None:

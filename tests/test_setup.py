@@ -225,3 +225,31 @@ def test_make_without_a_target_prints_the_targets() -> None:
     for target in ("failover", "test", "setup", "venv", "report", "doctor", "lint"):
         assert f"make {target}" in run.stdout
 
+
+# ------------------------------------------------------------------ Go for the toxiproxy build
+
+def _fake_go(path: Path, version: str) -> str:
+    path.write_text(f"#!/bin/sh\n[ \"$*\" = 'env GOVERSION' ] && echo {version}\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_the_toxiproxy_build_takes_the_first_go_that_is_new_enough(tmp_path: Path) -> None:
+    from harness import images
+
+    old = _fake_go(tmp_path / "go119", "go1.19.8")  # Debian 12's golang-go
+    new = _fake_go(tmp_path / "go123", "go1.23.5")  # bookworm-backports' golang-1.23-go
+    assert images.find_go([old, new]) == new
+    assert images.find_go([old]) is None
+    assert images.find_go([str(tmp_path / "missing"), new]) == new
+
+
+def test_debian_codename_decides_whether_backports_go_is_offered(tmp_path: Path) -> None:
+    from harness import images
+
+    rel = tmp_path / "os-release"
+    rel.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+    assert images._debian_codename(rel) == "bookworm"
+    rel.write_text("ID=ubuntu\nVERSION_CODENAME=noble\n")
+    assert images._debian_codename(rel) == "noble"
+    assert images._debian_codename(tmp_path / "none") is None

@@ -77,7 +77,7 @@ def test_venv_without_a_finished_install_or_with_a_changed_pyproject_fails(
 
 
 def test_venv_made_by_another_interpreter_is_a_warning(tmp_path: Path) -> None:
-    _venv(tmp_path, home="/root/.pyenv/versions/3.11.7/bin")
+    _venv(tmp_path, home="/opt/python-3.11.7/bin")
     debian = tmp_path / "usr-bin-python3"
     debian.write_text("")
     c = doctor.check_venv(tmp_path, run=_completed("3.11.7\n"), debian_python=debian)

@@ -198,10 +198,15 @@ def test_failover_ends_with_the_suites_status_else_the_reports(tmp_path: Path, t
                                                            report: int, expected: int) -> None:
     pytest_fake = _fake(tmp_path / "pytest", tests, "fake pytest")
     python_fake = _fake(tmp_path / "python", report, "fake report")
-    run = subprocess.run(
-        ["make", "-s", "-C", str(REPO), "failover", "SETUP=true", f"PYTEST={pytest_fake}",
-         f"PY={python_fake}", f"RESULTS={tmp_path}/results", f"HTML={tmp_path}/html"],
-        capture_output=True, text=True, timeout=60, check=False)
+    cmd = ["make", "-s", "-C", str(REPO), "failover", "SETUP=true", f"PYTEST={pytest_fake}",
+           f"PY={python_fake}", f"RESULTS={tmp_path}/results", f"HTML={tmp_path}/html"]
+    # never start the real suite or set-up from a unit test: dry-run first, fakes only
+    plan = subprocess.run([*cmd, "-n"], capture_output=True, text=True, timeout=60,
+                          check=True).stdout
+    commands = [line for line in plan.splitlines() if not line.startswith("echo ")]
+    assert not any("setup.sh" in c or ".venv/bin" in c for c in commands), plan
+    assert f"{pytest_fake} -m failover" in plan and f"{python_fake} -m harness" in plan, plan
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     out = run.stdout + run.stderr
     # GNU make exits 2 whenever a recipe fails; the recipe's own status is in its message
     assert run.returncode == (2 if expected else 0), out

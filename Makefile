@@ -34,7 +34,7 @@ $(PY):
 # suite's if it failed, else the report's (a report that cannot be made fails the job).
 failover:
 	@echo '[failover] 1/3 set-up (scripts/setup.sh): Debian packages, $(VENV), report tools, Docker engine, images'
-	@echo '[failover]     first run on a new machine ≈ 3-4 min, later runs a few seconds'
+	@echo '[failover]     first run ≈ 3-4 min (+ ≈ 2-5 min where Debian packages are still missing), later runs a few seconds'
 	@echo '[failover] 2/3 the failover suite on real clusters (pytest -m failover) ≈ 6-7 min'
 	@echo '[failover] 3/3 the HTML report (python -m harness.report_html) ≈ 10-30 s'
 	$(SETUP)

@@ -1,7 +1,11 @@
-"""``python -m harness up|down|ps|logs|images`` — hand exploration and outside tools.
+"""``python -m harness up|down|ps|logs|images|doctor`` — hand exploration and outside tools.
 
 ``up`` starts a cluster, waits until ready, prints one JSON object (``--json``) and leaves it
-running (owner label ``keep``: the sweeper never touches it); ``down`` removes it.
+running (owner label ``keep``: the sweeper never touches it); ``down`` removes it; ``doctor``
+checks the machine without starting anything (``harness.doctor``).
+
+The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
+is missing) under an interpreter without the project's packages, e.g. Debian's python3.
 """
 
 from __future__ import annotations
@@ -11,8 +15,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import cleanup
-from .engine import EngineUnavailable, ensure_engine
 from .spec import TIMINGS, SpecError, topology
 
 
@@ -25,6 +27,7 @@ def _progress(quiet: bool):
 
 def cmd_up(args: argparse.Namespace) -> int:
     from .cluster import Cluster, ClusterStartError
+    from .engine import EngineUnavailable
     try:
         spec = topology(masters=args.masters, coreapps=args.coreapps, webapps=args.webapps,
                         shards=args.shards, timing=args.timing,
@@ -53,6 +56,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from . import cleanup
+    from .engine import ensure_engine
     client = ensure_engine(_progress(args.quiet))
     ids = list(cleanup.runs(client)) if args.all else [args.run_id]
     if not args.all and not args.run_id:
@@ -65,6 +70,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
+    from . import cleanup
+    from .engine import ensure_engine
     client = ensure_engine(_progress(True))
     for run_id, owner in sorted(cleanup.runs(client).items()):
         cs = client.api.containers(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
@@ -74,6 +81,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    from . import cleanup
+    from .engine import ensure_engine
     client = ensure_engine(_progress(True))
     ids = [args.run_id] if args.run_id else sorted(cleanup.runs(client))
     for run_id in ids:
@@ -86,12 +95,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
+    from .engine import ensure_engine
     from .images import ensure_images
     client = ensure_engine(_progress(args.quiet))
     refs = ensure_images(client, progress=_progress(args.quiet))
     for name, ref in refs.items():
         print(f"{name:<10} {ref}")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import main as doctor_main
+    return doctor_main()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,7 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.set_defaults(fn=cmd_logs)
     sub.add_parser("images", help="build (or find cached) every image").set_defaults(
         fn=cmd_images)
+    doctor = sub.add_parser("doctor", help="check the engine, images, report tools, .venv and "
+                            "disk; say what to do for each missing thing (starts nothing)")
+    doctor.set_defaults(fn=cmd_doctor)
     args = p.parse_args(argv)
+    if args.fn is cmd_doctor:
+        return cmd_doctor(args)
+    from .engine import EngineUnavailable
     try:
         return args.fn(args)
     except EngineUnavailable as e:

@@ -397,19 +397,94 @@ def _clean_rootfs(root: Path) -> None:
 # --------------------------------------------------------------------------- toxiproxy binary
 
 
+GO_MIN = (1, 23)  # toxiproxy v2.12.0's go.mod: go 1.23.0
+
+
+def go_version(go: str) -> tuple[int, int] | None:
+    """(major, minor) of a Go toolchain (``go env GOVERSION``: "go1.23.5"), or None."""
+    try:
+        out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                             timeout=60, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.match(r"go(\d+)\.(\d+)", out.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def go_candidates() -> list[str]:
+    """``go`` on PATH, the upstream tarball's /usr/local/go, then Debian's versioned
+    toolchains (golang-1.NN-go: /usr/lib/go-1.NN, newest first)."""
+    found = [shutil.which("go"), "/usr/local/go/bin/go"]
+    debian = sorted(Path("/usr/lib").glob("go-1.*/bin/go"),
+                    key=lambda p: [int(x) for x in re.findall(r"\d+", p.parts[-3])],
+                    reverse=True)
+    found += [str(p) for p in debian]
+    return [g for g in dict.fromkeys(found) if g and Path(g).is_file()]
+
+
+def find_go(candidates: list[str] | None = None) -> str | None:
+    """The first Go toolchain new enough (>= 1.23) to build toxiproxy, else None."""
+    for go in go_candidates() if candidates is None else candidates:
+        v = go_version(go)
+        if v is not None and v >= GO_MIN:
+            return go
+    return None
+
+
+BACKPORTS_GO = "golang-1.23-go"  # Debian 12's own Go is 1.19; bookworm-backports has 1.23
+
+
+def _debian_codename(os_release: Path = Path("/etc/os-release")) -> str | None:
+    try:
+        m = re.search(r"^VERSION_CODENAME=\"?(\w+)", os_release.read_text(), re.M)
+    except OSError:
+        return None
+    return m.group(1) if m else None
+
+
+def _install_backports_go(progress: Progress) -> None:
+    """Install Debian's golang-1.23-go from bookworm-backports (→ /usr/lib/go-1.23/bin/go).
+
+    The backports suite is given to these two apt runs only, through a temporary sources
+    folder holding the host's sources plus backports: the host's apt sources (which the base
+    image's recipe hash covers and the base image copies) stay as they are."""
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="mc-apt-") as tmp:
+        parts = Path(tmp)
+        host_parts = Path("/etc/apt/sources.list.d")
+        if host_parts.is_dir():
+            for f in host_parts.iterdir():
+                if f.suffix in (".list", ".sources") and f.is_file():
+                    shutil.copyfile(f, parts / f.name)
+        (parts / "mc-bookworm-backports.list").write_text(
+            "deb http://deb.debian.org/debian bookworm-backports main\n")
+        opts = ["-o", f"Dir::Etc::SourceParts={parts}"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        step = f"apt-get install {BACKPORTS_GO} (bookworm-backports)"
+        progress(f"[images] toxiproxy: no Go >= 1.23; installing Debian's {BACKPORTS_GO} "
+                 "from bookworm-backports")
+        _run(["apt-get", *opts, "update"], "toxiproxy", f"{step}: apt-get update", env=env)
+        _run(["apt-get", *opts, "install", "-y", "--no-install-recommends", BACKPORTS_GO],
+             "toxiproxy", step, env=env)
+    progress(f"[images] toxiproxy: installed {BACKPORTS_GO} ({_fmt(time.monotonic() - t0)})")
+
+
 def toxiproxy_binary(progress: Progress = print_to_stderr) -> Path:
     """Build (once) the toxiproxy server with the host's Go toolchain; return its path."""
     out_dir = cache_dir() / f"toxiproxy-{TOXIPROXY_VERSION}"
     binary = out_dir / "server"
     if binary.is_file():
         return binary
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists()
-                                else None)
+    go = find_go()
     step = f"go install {TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}"
+    if go is None and _debian_codename() == "bookworm" and os.geteuid() == 0:
+        _install_backports_go(progress)
+        go = find_go()
     if go is None:
         raise ImageBuildError(
             "toxiproxy", step,
-            "the Go toolchain (>= 1.23) is not installed: install Go, or build/load a toxiproxy "
+            "no Go toolchain >= 1.23 is installed: on Debian 12 `make setup` installs "
+            "golang-1.23-go from bookworm-backports; or install Go, or build/load a toxiproxy "
             "image yourself and pass overrides={'toxiproxy': '<ref>'}",
         )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -529,6 +604,26 @@ def _closure(names: Iterable[str], overrides: Collection[str] = ()) -> list[str]
     return [n for n in ALL_IMAGES if n in wanted]
 
 
+def _recipe_of(name: str, parent_hash: str | None, files: Mapping[str, Path]) -> str:
+    return recipe_hash(name, parent_hash, files, extra_inputs(name))
+
+
+def planned_refs(
+    names: Collection[str] = ALL_IMAGES, *, prefix: str = "mc-", source_dir: Path = SOURCE_DIR
+) -> dict[str, str]:
+    """The reference :func:`build_images` looks for (and would build) for each of ``names``
+    and their parents, from the recipes as they are now: name → ``mc-<name>:<hash>``. Builds
+    nothing and needs no engine (``python -m harness doctor`` checks these are present)."""
+    hashes: dict[str, str] = {}
+    refs: dict[str, str] = {}
+    for name in _closure(names):
+        parent = PARENTS[name]
+        files = context_files(name, source_dir=source_dir)
+        hashes[name] = _recipe_of(name, hashes.get(parent) if parent else None, files)
+        refs[name] = f"{prefix}{name}:{hashes[name]}"
+    return refs
+
+
 def build_images(
     client: docker.DockerClient,
     names: Collection[str] = ALL_IMAGES,
@@ -574,8 +669,7 @@ def build_images(
             continue
         parent = PARENTS[name]
         files = context_files(name, source_dir=source_dir)
-        recipe = recipe_hash(name, hashes.get(parent) if parent else None, files,
-                             extra_inputs(name))
+        recipe = _recipe_of(name, hashes.get(parent) if parent else None, files)
         ref = f"{prefix}{name}:{recipe}"
         with _image_lock(f"{prefix}{name}"):
             if name not in force and _image_exists(client, ref) is not None:

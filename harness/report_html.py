@@ -1,6 +1,7 @@
 """Generate the HTML report from Allure results, offline.
 
     python -m harness.report_html [results_dir] [-o out_dir] [--screenshot shot.png]
+    python -m harness.report_html --install-only     # check Java >= 17, install Allure once
 
 Model: Allure 2 (npm ``allure-commandline``, pinned, run on the installed Java) is installed
 once into a cache directory (``$MC_CHAOS_CACHE`` or ``$XDG_CACHE_HOME/mc-chaos`` or
@@ -87,12 +88,42 @@ def _installed_version(binary: Path, env: dict[str, str]) -> str | None:
     return out.stdout.strip() or None
 
 
+JAVA_MIN = 17
+JAVA_HINT = ("on Debian as root: apt-get install -y openjdk-17-jre-headless (`make setup` "
+             "does this)")
+
+
+def parse_java_major(text: str) -> int | None:
+    """The major version in ``java -version`` output ("1.8.0_392" -> 8, "17.0.15" -> 17)."""
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    if not m:
+        return None
+    major = int(m.group(1))
+    return int(m.group(2) or 0) if major == 1 else major
+
+
+def java_major(java: str) -> int | None:
+    """Major version of ``java``, or None if it does not run or names no version."""
+    try:
+        proc = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_java_major(proc.stderr + proc.stdout)
+
+
 def ensure_java() -> str:
     java = shutil.which("java")
     if java is None:
         raise ReportToolError(
-            "Allure 2 needs a Java runtime (17 or newer) and none is on PATH; on Debian: "
-            "apt-get install -y openjdk-17-jre-headless")
+            f"Allure 2 needs a Java runtime ({JAVA_MIN} or newer) and none is on PATH; "
+            f"{JAVA_HINT}")
+    major = java_major(java)
+    if major is None or major < JAVA_MIN:
+        raise ReportToolError(
+            f"Allure 2 needs Java {JAVA_MIN} or newer; {java} is "
+            f"{'of unknown version' if major is None else f'Java {major}'}; {JAVA_HINT}, "
+            "and make it the default (update-alternatives --config java)")
     return java
 
 
@@ -106,8 +137,9 @@ def ensure_allure(prefix: Path | None = None, *, log: Log = _log) -> Path:
         return binary
     npm = shutil.which("npm")
     if npm is None:
-        raise ReportToolError("npm is needed once to install Allure (Debian: apt-get install "
-                              "-y npm) and is not on PATH")
+        raise ReportToolError("npm is needed once to install Allure and is not on PATH; on "
+                              "Debian as root: apt-get install -y nodejs npm (`make setup` "
+                              "does this)")
     spec = f"{ALLURE_PACKAGE}@{ALLURE_VERSION}"
     log(f"installing {spec} into {prefix} (one time; ~5 MB from the npm registry)...")
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -388,7 +420,18 @@ def main(argv: list[str] | None = None) -> int:
                          "fail if the page contacted any other host")
     ap.add_argument("--fragment", default="", help="URL fragment for --screenshot, e.g. "
                     "categories or a test result id")
+    ap.add_argument("--install-only", action="store_true",
+                    help="only check Java and install Allure (once) into the cache; "
+                         "scripts/setup.sh runs this")
     args = ap.parse_args(argv)
+    if args.install_only:
+        try:
+            binary = ensure_allure()
+        except ReportToolError as exc:
+            _log(str(exc))
+            return 2
+        _log(f"Allure {ALLURE_VERSION} ready: {binary}")
+        return 0
     try:
         index = generate(args.results_dir, args.out_dir, name=args.name,
                          keep_history=not args.no_history)
@@ -413,6 +456,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "ALLURE_VERSION", "ExternalRequestError", "ReportToolError", "browser_check",
-    "cache_dir", "ensure_allure", "find_external_requests", "generate", "main",
+    "cache_dir", "ensure_allure", "ensure_java", "find_external_requests", "generate",
+    "java_major", "main", "parse_java_major",
     "make_offline", "scan_text", "strip_analytics",
 ]

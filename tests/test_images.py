@@ -362,7 +362,7 @@ def test_a_dockerd_that_dies_is_reported_with_its_log(tmp_path: Path,
         base_url=f"unix://{tmp_path}/none.sock",
         dockerd=("sh", "-c", "echo 'failed to start daemon: boom' >&2; exit 1"),
         lock_path=tmp_path / "l", log_path=tmp_path / "d.log", pid_path=tmp_path / "pid",
-        start_timeout=20, install=False,
+        start_timeout=20, install=False, started_path=tmp_path / "started",
     )
     with pytest.raises(EngineUnavailable, match=r"(?s)exited while starting.*boom"):
         ensure_engine(lambda _l: None, cfg)

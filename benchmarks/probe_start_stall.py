@@ -161,42 +161,49 @@ class Dns(Sampler):
 class Cpu:
     """Every 100 ms: busy share of all cores and the top processes by CPU time used."""
 
-    def __init__(self) -> None:
+    def __init__(self, containers: dict[str, str] | None = None) -> None:
+        self.containers = containers or {}  # container id -> node name (from the cgroup)
         self.samples: list[tuple[float, float, list[tuple[str, float]]]] = []
+        self.steal: list[tuple[float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="probe-cpu", daemon=True)
         self.tick = 100.0  # USER_HZ
 
     @staticmethod
-    def _total() -> tuple[float, float]:
+    def _total() -> tuple[float, float, float]:
         f = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         v = [float(x) for x in f]
         idle = v[3] + v[4]
-        return sum(v), idle
+        return sum(v), idle, v[7] if len(v) > 7 else 0.0  # steal: the VM's host took it
 
-    @staticmethod
-    def _procs() -> dict[int, tuple[str, float]]:
+    def _procs(self) -> dict[int, tuple[str, float]]:
         out = {}
         for p in Path("/proc").iterdir():
             if not p.name.isdigit():
                 continue
             try:
                 stat = (p / "stat").read_text()
+                cgroup = (p / "cgroup").read_text()
             except OSError:
                 continue
             comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            for cid, name in self.containers.items():
+                if cid in cgroup:
+                    comm = f"{name}:{comm}"
+                    break
             rest = stat[stat.rindex(")") + 2:].split()
             out[int(p.name)] = (comm, float(rest[11]) + float(rest[12]))
         return out
 
     def _run(self) -> None:
-        last_t, last_idle = self._total()
+        last_t, last_idle, last_steal = self._total()
         last_p = self._procs()
         while not self._stop.wait(0.1):
             now = time.monotonic()
-            tot, idle = self._total()
+            tot, idle, steal = self._total()
             procs = self._procs()
             busy = 1.0 - (idle - last_idle) / max(1e-9, tot - last_t)
+            self.steal.append((now, (steal - last_steal) / max(1e-9, tot - last_t)))
             used: dict[str, float] = {}
             for pid, (comm, t) in procs.items():
                 d = t - last_p.get(pid, (comm, t if pid in last_p else 0.0))[1]
@@ -204,7 +211,7 @@ class Cpu:
                     used[comm] = used.get(comm, 0.0) + d / self.tick
             top = sorted(used.items(), key=lambda kv: -kv[1])[:5]
             self.samples.append((now, busy, [(c, round(s, 3)) for c, s in top]))
-            last_t, last_idle, last_p = tot, idle, procs
+            last_t, last_idle, last_steal, last_p = tot, idle, steal, procs
 
     def start(self) -> Cpu:
         self._thread.start()
@@ -244,6 +251,9 @@ def samplers(cluster: Cluster) -> list[Sampler]:
         Sampler("gateway", get(f"{cluster.gateway_url}/health")),
         Sampler("engine", lambda: engine.ping() and None),
         Sampler("harness", tick),
+        *[Sampler(name, get(f"http://{cluster.nodes[name].ip}:{PORTS['internal']}"
+                            "/internal/status"))
+          for name in cluster.spec.node_names("coreapp")],
         Dns(cluster.nodes["webapp-1"].container.attrs["State"]["Pid"]),
     ]
 
@@ -305,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         workload = Workload(cluster, history, media=0.0, health=False, shardmap=False)
         with workload.running():
             probes = [s.start() for s in samplers(cluster)]
+            cpu.containers = {n.container.id: name for name, n in cluster.nodes.items()}
             cpu.start()
             time.sleep(3.0)
             assert cluster.client is not None
@@ -389,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         print("       sends: longest gap per other shard "
               + ", ".join(f"{s}: {g:.2f} s" for s, g in gaps.items())
               + f"; other shards' connections ended: {fen or 'none'}")
+        steal = [x for t, x in cpu.steal if st <= t < st + 3]
+        if steal:
+            print(f"       steal (CPU taken by the VM's host) after start: mean "
+                  f"{statistics.mean(steal):.0%} max {max(steal):.0%}")
         if busy:
             print(f"       cpu after start: busy mean {statistics.mean(busy):.0%} max "
                   f"{max(busy):.0%}; top: " + ", ".join(

@@ -60,7 +60,9 @@ nfs (mc-nfs: nfs-ganesha 4.3)
 toxiproxy (mc-toxiproxy: Shopify toxiproxy v2.12.0, static Go binary)
     command: ``toxiproxy-server -host=0.0.0.0 -port 8474`` (the entrypoint; extra args
     append). ports: API 8474/tcp, plus every listener you create (``0.0.0.0:<port>``).
-    env: ``LOG_LEVEL`` (``info``; ``trace``/``debug`` log every connection). caps: none.
+    env: ``LOG_LEVEL`` (``warn``: dial errors and the like; ``info`` logs every accepted
+    connection — hundreds of lines a second under the suite's traffic, CPU on these 2 cores
+    and a log that dockerd must drain). caps: none.
     mounts: none. readiness: ``GET http://<ip>:8474/version`` answers 200 (``docker run`` →
     answer: median 0.32 s; body ``{"version": "git"}``: a ``go install`` build carries no
     version string). A created proxy forwards TCP at once (checked with MariaDB and NFS).

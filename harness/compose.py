@@ -248,17 +248,19 @@ class ComposeRun:
 
     def stop(self) -> None:
         t0 = time.monotonic()
+        # the run's containers one at a time first (and its labelled networks and volumes);
+        # `down` then removes what compose still knows of
+        n = cleanup.remove_run(self.client, self.run_id)
         for project in list(self.projects.values()):
             try:
                 project.down(volumes=True, check=False, timeout=120)
             except ComposeError as e:
                 self.progress(f"[compose] {project.name}: down failed: {e}")
-        n = cleanup.remove_run(self.client, self.run_id)
         for rule in self.rules:
             _iptables("-D", "DOCKER-USER", *rule)
         self.rules = []
         shutil.rmtree(self.dir, ignore_errors=True)
-        self.progress(f"[compose] {self.run_id}: torn down ({n} leftovers swept) in "
+        self.progress(f"[compose] {self.run_id}: torn down ({n} resources removed) in "
                       f"{time.monotonic() - t0:.1f}s")
 
     def __enter__(self) -> ComposeRun:
@@ -271,11 +273,12 @@ class ComposeRun:
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k in ("PATH", "HOME", "LANG", "DOCKER_HOST", "XDG_RUNTIME_DIR")}
-        # one container operation at a time: concurrent removals on one network deadlock
-        # dockerd 20.10's libnetwork (harness.cleanup.remove_run, docs/engine-stalls.md)
+        # as few container operations at once as docker-compose 1.29 allows (2): concurrent
+        # removals on one network deadlock dockerd 20.10's libnetwork (docs/engine-stalls.md);
+        # the run's own teardown removes its containers one at a time before `down`
         env.update({"MC_RUN": self.run_id, "MC_OWNER": self.owner,
                     "WA_BIND_ADDRESS": self.host_ip, "COMPOSE_HTTP_TIMEOUT": "120",
-                    "COMPOSE_PARALLEL_LIMIT": "1"})
+                    "COMPOSE_PARALLEL_LIMIT": "2"})
         return env
 
     def project(self, suffix: str, files: list[str], **env: str) -> Project:

@@ -639,3 +639,16 @@ def test_connections_kept_fails_on_a_keepalive_drop_and_ignores_ends_before_sinc
                   gw(-0.5, "connect", 3, 2, "coreapp-1", 0), *sends([(0.1, "ok")])])
     assert connections_kept(early).valid
     assert not connections_kept(early, since=-2.0).valid
+
+
+def test_connections_kept_judges_ends_of_connections_older_than_the_record_by_their_time():
+    """A reused cluster's record starts at the oldest connection still open: a connection
+    that ended just before the test (its connect not in the record) is not the test's."""
+    before = make([gw(-3.0, "disconnect", 5, 1, "coreapp-1", 0),
+                   gw(-5.0, "connect", 4, 2, "coreapp-2", 1),
+                   gw(-0.2, "connect", 6, 3, "coreapp-1", 0), *sends([(0.1, "ok")])])
+    assert connections_kept(before).valid
+    during = make([gw(-5.0, "connect", 4, 2, "coreapp-2", 1), *sends([(0.1, "ok")]),
+                   gw(1.0, "disconnect", 5, 1, "coreapp-1", 0)])
+    r = connections_kept(during)
+    assert not r.valid and "opened before the gateway's record began ended" in r.explanation

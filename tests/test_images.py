@@ -239,7 +239,7 @@ def fake_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         dockerd=(sys.executable, str(script), str(sock), str(pid), str(starts), "1.0"),
         lock_path=tmp_path / "lock", log_path=tmp_path / "dockerd.log", pid_path=pid,
         process_name="python", start_timeout=20, install=False,
-        started_path=tmp_path / "started", probe_timeout=1.0,
+        started_path=tmp_path / "started", probe_timeout=1.0, restart_wedged=False,
     )
     monkeypatch.setattr(engine, "_is_debian", lambda: True)
     monkeypatch.setattr(engine.os, "geteuid", lambda: 0)
@@ -619,7 +619,9 @@ def test_node_image_has_the_pinned_python_stack_and_the_source(lab, refs, docker
     assert cfg["Entrypoint"] == ["python3", "-m", "multiconnect"]
     hist = docker_client.api.history(refs["node"])
     created = [h["CreatedBy"] for h in hist if "LABEL" not in h["CreatedBy"]]
-    assert "COPY" in created[0] and "/opt/mc/multiconnect" in created[0]
+    # the source, then its bytecode, are the last layers: a change to it rebuilds only those
+    assert "compileall" in created[0] and "/opt/mc/multiconnect" in created[0]
+    assert "COPY" in created[1] and "/opt/mc/multiconnect" in created[1]
 
 
 @pytest.mark.integration

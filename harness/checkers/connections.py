@@ -226,7 +226,10 @@ def connections_kept(events: Sequence[Event], *, since: float = 0.0,
     The gateway's connect and its end are judged, not health: a self-fence shows at the
     gateway as the connection ending (``gw-disconnect``), a stalled owner as ``gw-timeout``."""
     prep = prepare(events)
-    conns, unmatched = connections(prep)
+    conns, _ = connections(prep)
+    known = {_conn_key(c.start.value) for c in conns}
+    unmatched = sum(1 for e in prep.gateway() if e.f in _ENDS and e.time >= since
+                    and _conn_key(e.value) not in known)
     ended = [c for c in conns if c.end is not None and c.end.time >= since]
     opened = [c for c in conns if c.start.time >= since]
     figures: dict[str, Figure] = {"connections": len(conns), "ended": len(ended),
@@ -239,7 +242,8 @@ def connections_kept(events: Sequence[Event], *, since: float = 0.0,
              + (f" ({c.end.value.get('reason')})" if c.end and c.end.value.get("reason")
                 else "") for c in ended]))
     if unmatched:
-        problems.append(f"{unmatched} connection(s) from before the gateway's record ended")
+        problems.append(f"{unmatched} connection(s) opened before the gateway's record "
+                        "began ended")
     if opened:
         problems.append(f"{len(opened)} connection(s) opened: " + first_few(
             [f"{c.node} shard {c.shard} (conn {c.conn}) {t(c.start.time)}" for c in opened]))

@@ -273,12 +273,12 @@ class ComposeRun:
     def base_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
                if k in ("PATH", "HOME", "LANG", "DOCKER_HOST", "XDG_RUNTIME_DIR")}
-        # as few container operations at once as docker-compose 1.29 allows (2): concurrent
-        # removals on one network deadlock dockerd 20.10's libnetwork (docs/engine-stalls.md);
-        # the run's own teardown removes its containers one at a time before `down`
+        # compose keeps its default parallelism: its limit is one semaphore shared by nested
+        # tasks, so a small one deadlocks `up` (2 services each hold a slot their containers
+        # need). The run's own teardown removes containers one at a time before `down`
+        # (docs/engine-stalls.md).
         env.update({"MC_RUN": self.run_id, "MC_OWNER": self.owner,
-                    "WA_BIND_ADDRESS": self.host_ip, "COMPOSE_HTTP_TIMEOUT": "120",
-                    "COMPOSE_PARALLEL_LIMIT": "2"})
+                    "WA_BIND_ADDRESS": self.host_ip, "COMPOSE_HTTP_TIMEOUT": "120"})
         return env
 
     def project(self, suffix: str, files: list[str], **env: str) -> Project:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
@@ -14,6 +17,7 @@ from harness.nemesis import (
     ClockSkew,
     Cut,
     DbOutage,
+    Fault,
     FaultConflict,
     FaultSkipped,
     HealError,
@@ -68,6 +72,33 @@ def test_selectors_resolve_at_fault_time(env):
     assert cluster.container("coreapp-1").status == "running"  # healed = started again
 
 
+@dataclass
+class SlowFault(Fault):
+    """A fault whose start and heal take a known time (a container start at a heal)."""
+
+    kind: ClassVar[str] = "slow"
+    chaos: ClassVar[bool] = False
+    start_s: float = 0.0
+    heal_s: float = 0.0
+
+    def start(self, ctx: object) -> None:
+        time.sleep(self.start_s)
+
+    def heal(self, ctx: object) -> None:
+        time.sleep(self.heal_s)
+
+
+def test_start_and_heal_record_how_long_they_took(env):
+    """Events are written when the operation ends; ``took`` says when it began."""
+    _, h, nem = env
+    with nem.fault(SlowFault(start_s=0.0, heal_s=0.2)):
+        pass
+    start, heal = nemesis_events(h)
+    assert 0.0 <= start.value["took"] < 0.2
+    assert heal.value["took"] >= 0.2
+    assert heal.time - heal.value["took"] >= start.time
+
+
 @pytest.mark.parametrize("selector,expected", [
     ("primary-master", "master-1"), ("secondary-master", "master-2"),
     ("primary-coreapp:1", "coreapp-2"), ("secondary-coreapp", "coreapp-3"),
@@ -95,7 +126,7 @@ def test_start_and_heal_events_have_the_contract_shape(env):
     start, heal = nemesis_events(h)
     for ev, f in ((start, "start"), (heal, "heal")):
         assert (ev.type, ev.f) == ("info", f)
-        assert set(ev.value) == {"fault", "id", "targets", "params"}
+        assert set(ev.value) == {"fault", "id", "targets", "params", "took"}
         assert ev.value["fault"] == "cut" and ev.value["id"] == "f1"
         assert ev.value["targets"] == ["client->webapp-1"]
         assert ev.value["params"] == {"link": "client->webapp:1"}

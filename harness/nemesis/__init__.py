@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -353,9 +354,12 @@ class Nemesis:
         with self._lock:
             return list(self._active.values())
 
-    def _record(self, f: str, fault: Fault, **extra: Any) -> None:
+    def _record(self, f: str, fault: Fault, began: float, **extra: Any) -> None:
+        """Record ``f`` when the operation ended; ``took`` says how long before it began (a
+        container start at a heal can take a second, and the cluster feels it from its
+        beginning)."""
         value = {"fault": fault.kind, "id": fault.id, "targets": fault.targets,
-                 "params": fault.params(), **extra}
+                 "params": fault.params(), "took": round(time.monotonic() - began, 3), **extra}
         self.history.append(PROCESS, "info", f, value)
 
     def start(self, fault: Fault) -> Fault:
@@ -369,14 +373,15 @@ class Nemesis:
             fault._id = f"f{self._n}"
             fault._targets, fault._resolved = [], {}
             self.ctx.current = fault.id
+            began = time.monotonic()
             try:
                 fault.start(self.ctx)
             except FaultSkipped as e:
                 self.ctx.release(fault.id)
-                self._record("skip", fault, error=f"{type(e).__name__}: {e}")
+                self._record("skip", fault, began, error=f"{type(e).__name__}: {e}")
                 raise
             except BaseException as e:
-                self._record("start", fault, error=f"{type(e).__name__}: {e}")
+                self._record("start", fault, began, error=f"{type(e).__name__}: {e}")
                 self._active[fault.id] = fault
                 with contextlib.suppress(Exception):
                     self.heal(fault)
@@ -384,7 +389,7 @@ class Nemesis:
             finally:
                 self.ctx.current = None
             self._active[fault.id] = fault
-            self._record("start", fault)
+            self._record("start", fault, began)
             return fault
 
     def heal(self, fault: Fault) -> None:
@@ -394,13 +399,14 @@ class Nemesis:
             if fault.id not in self._active:
                 return
             self.ctx.current = fault.id
+            began = time.monotonic()
             try:
                 fault.heal(self.ctx)
             except BaseException as e:
-                self._record("heal", fault, error=f"{type(e).__name__}: {e}")
+                self._record("heal", fault, began, error=f"{type(e).__name__}: {e}")
                 raise
             else:
-                self._record("heal", fault)
+                self._record("heal", fault, began)
             finally:
                 self._active.pop(fault.id, None)
                 self.ctx.release(fault.id)

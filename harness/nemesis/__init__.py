@@ -355,9 +355,9 @@ class Nemesis:
             return list(self._active.values())
 
     def _record(self, f: str, fault: Fault, began: float, **extra: Any) -> None:
-        """Record ``f`` when the operation ended; ``took`` says how long before it began (a
-        container start at a heal can take a second, and the cluster feels it from its
-        beginning)."""
+        """Record ``f`` when the operation ended; ``took`` is how long it ran, so it began at
+        the event's time minus ``took`` (a heal's container start can take a second, and the
+        cluster feels it from its beginning)."""
         value = {"fault": fault.kind, "id": fault.id, "targets": fault.targets,
                  "params": fault.params(), "took": round(time.monotonic() - began, 3), **extra}
         self.history.append(PROCESS, "info", f, value)

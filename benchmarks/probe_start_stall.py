@@ -163,6 +163,8 @@ class Cpu:
 
     def __init__(self, containers: dict[str, str] | None = None) -> None:
         self.containers = containers or {}  # container id -> node name (from the cgroup)
+        self._nodes_for: dict[str, str] | None = None
+        self._node_by_pid: dict[int, str] = {}
         self.samples: list[tuple[float, float, list[tuple[str, float]]]] = []
         self.steal: list[tuple[float, float]] = []
         self._stop = threading.Event()
@@ -176,6 +178,21 @@ class Cpu:
         idle = v[3] + v[4]
         return sum(v), idle, v[7] if len(v) > 7 else 0.0  # steal: the VM's host took it
 
+    def _node_of(self, proc: Path) -> str:
+        """The node whose container holds this process ('' if none); a process never
+        changes container, so each is looked up once (a fresh ``containers`` resets it)."""
+        if self._nodes_for is not self.containers:
+            self._nodes_for, self._node_by_pid = self.containers, {}
+        pid = int(proc.name)
+        if pid not in self._node_by_pid:
+            try:
+                cgroup = (proc / "cgroup").read_text()
+            except OSError:
+                return ""
+            self._node_by_pid[pid] = next(
+                (name for cid, name in self.containers.items() if cid in cgroup), "")
+        return self._node_by_pid[pid]
+
     def _procs(self) -> dict[int, tuple[str, float]]:
         out = {}
         for p in Path("/proc").iterdir():
@@ -183,14 +200,12 @@ class Cpu:
                 continue
             try:
                 stat = (p / "stat").read_text()
-                cgroup = (p / "cgroup").read_text()
             except OSError:
                 continue
             comm = stat[stat.index("(") + 1:stat.rindex(")")]
-            for cid, name in self.containers.items():
-                if cid in cgroup:
-                    comm = f"{name}:{comm}"
-                    break
+            node = self._node_of(p)
+            if node:
+                comm = f"{node}:{comm}"
             rest = stat[stat.rindex(")") + 2:].split()
             out[int(p.name)] = (comm, float(rest[11]) + float(rest[12]))
         return out

@@ -86,17 +86,17 @@ def _conn_key(v: dict[str, Any]) -> Any:
     return c if c is not None else ("node", v.get("node"), shard_of(v.get("shard")))
 
 
-def connections(events: Sequence[Event]) -> tuple[list[Connection], int]:
-    """All gateway connections in connect order, and the number of ending events whose
-    connection never appeared (connected before the log began). Memoised: do not mutate."""
+def connections(events: Sequence[Event]) -> tuple[list[Connection], list[Event]]:
+    """All gateway connections in connect order, and the ending events whose connection
+    never appeared (connected before the log began). Memoised: do not mutate."""
     prep = prepare(events)
     return prep.memo("connections", lambda: _connections(prep.gateway()))
 
 
-def _connections(gateway: list[Event]) -> tuple[list[Connection], int]:
+def _connections(gateway: list[Event]) -> tuple[list[Connection], list[Event]]:
     out: list[Connection] = []
     opened: dict[Any, Event] = {}
-    unmatched = 0
+    unmatched: list[Event] = []
 
     def close(start: Event, end: Event | None) -> None:
         v = start.value
@@ -114,7 +114,7 @@ def _connections(gateway: list[Event]) -> tuple[list[Connection], int]:
         elif e.f in _ENDS:
             start = opened.pop(_conn_key(e.value), None)
             if start is None:
-                unmatched += 1
+                unmatched.append(e)
             else:
                 close(start, e)
     for start in opened.values():
@@ -180,7 +180,7 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
         "overlaps": len(overlaps),
         "max_overlap": max((d for *_, d in overlaps), default=0.0),
         "max_concurrent": max_concurrent,
-        "unmatched_ends": unmatched,
+        "unmatched_ends": len(unmatched),
         "shards": n_shards,
         "health_snapshots": len(snaps),
         "health_over_connected": len(over),
@@ -226,10 +226,8 @@ def connections_kept(events: Sequence[Event], *, since: float = 0.0,
     The gateway's connect and its end are judged, not health: a self-fence shows at the
     gateway as the connection ending (``gw-disconnect``), a stalled owner as ``gw-timeout``."""
     prep = prepare(events)
-    conns, _ = connections(prep)
-    known = {_conn_key(c.start.value) for c in conns}
-    unmatched = sum(1 for e in prep.gateway() if e.f in _ENDS and e.time >= since
-                    and _conn_key(e.value) not in known)
+    conns, orphan_ends = connections(prep)
+    unmatched = sum(1 for e in orphan_ends if e.time >= since)
     ended = [c for c in conns if c.end is not None and c.end.time >= since]
     opened = [c for c in conns if c.start.time >= since]
     figures: dict[str, Figure] = {"connections": len(conns), "ended": len(ended),

@@ -73,7 +73,7 @@ node (mc-node: python3 + aiohttp 3.8.4 + pymysql 1.0.2 + libfaketime + libnfs-ut
     env: the ``WA_*`` variables of docs/contracts.md; preset: ``LD_PRELOAD`` =
     libfaketime, ``FAKETIME_TIMESTAMP_FILE=/run/faketime/offset`` (contains ``+0``),
     ``FAKETIME_CACHE_DURATION=1``, ``FAKETIME_DONT_FAKE_MONOTONIC=1``,
-    ``PYTHONUNBUFFERED=1``.
+    ``FAKETIME_FORCE_MONOTONIC_FIX=0``, ``PYTHONUNBUFFERED=1``.
     ports: webapp 9090, master/coreapp 6250, coreapp heartbeat 6253, gateway 5222 and 8080.
     caps: none. mounts: none needed (do not mount over ``/run`` or the offset file goes;
     bind-mounting a host file on ``/run/faketime/offset`` works as well as ``docker exec``).
@@ -87,6 +87,11 @@ node (mc-node: python3 + aiohttp 3.8.4 + pymysql 1.0.2 + libfaketime + libnfs-ut
     offset up to 1 s late. ``time.monotonic()`` ≈ 0.08 µs either way. The image uses
     CACHE_DURATION: NO_CACHE's file read on every clock call (asyncio reads the monotonic
     clock constantly) kept idle nodes at 10-15 % CPU in sys time and stalled the cluster.
+    ``FAKETIME_FORCE_MONOTONIC_FIX=0``: otherwise libfaketime 0.9.10 runs ``getenv`` and
+    ``sscanf`` of the glibc version in every ``pthread_cond_timedwait`` (CPython's GIL wait),
+    and two busy Python threads cost 13-19x the CPU of the same work without the preload
+    (``benchmarks/bench_faketime.py``); the fix it switches off is for a faked monotonic
+    clock, which ``FAKETIME_DONT_FAKE_MONOTONIC=1`` leaves alone.
     Tools: ``nfs-ls``/``nfs-cp``/``nfs-cat``, ``ps``/``pkill``. Other commands: override
     the entrypoint (``entrypoint=["sleep", "infinity"]``).
     readiness: the role's own HTTP port answering (see docs/contracts.md).

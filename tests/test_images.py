@@ -127,6 +127,33 @@ def test_real_recipes_have_a_folder_and_a_dockerfile_except_base() -> None:
     assert images.context_files("node").get("Dockerfile") is not None
 
 
+def _dockerfile_env(text: str) -> dict[str, str]:
+    """KEY=VALUE pairs of every ENV instruction (continuation lines joined)."""
+    joined = text.replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in joined.splitlines():
+        words = line.split()
+        if words[:1] == ["ENV"]:
+            env.update(w.split("=", 1) for w in words[1:] if "=" in w)
+    return env
+
+
+def test_dockerfile_env_reads_continued_env_lines() -> None:
+    text = "FROM x\nENV A=1 \\\n    B=two\nRUN true\nENV C=3\n"
+    assert _dockerfile_env(text) == {"A": "1", "B": "two", "C": "3"}
+
+
+def test_node_image_preloads_libfaketime_without_its_per_wait_glibc_check() -> None:
+    """libfaketime 0.9.10 checks the glibc version (getenv + sscanf) inside every
+    pthread_cond_timedwait unless FAKETIME_FORCE_MONOTONIC_FIX=0, and CPython's GIL waits with
+    one: two busy threads then cost 13-19x the CPU (benchmarks/bench_faketime.py). The fix is
+    for a faked monotonic clock, which the image leaves alone."""
+    env = _dockerfile_env((images.context_files("node")["Dockerfile"]).read_text())
+    assert "libfaketime" in env["LD_PRELOAD"]
+    assert env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"
+    assert env["FAKETIME_FORCE_MONOTONIC_FIX"] == "0"
+
+
 def test_context_tar_is_deterministic_and_keeps_exec_bits(tmp_path: Path) -> None:
     d = _recipe(tmp_path)
     (d / "entrypoint.sh").chmod(0o755)

@@ -4,7 +4,8 @@
 attaches history, results and the timeline figure to the Allure report (secrets scrubbed),
 records the headline figures for the terminal summary, and raises ``AssertionError`` whose
 message starts with ``CHECK FAILED:`` (the report's "product defect" category) naming each
-failed check, its bound and observed figure, and where the evidence was written.
+failed check, its bound and observed figure, and where the evidence was written. Every
+scenario is also judged by :data:`ALWAYS`, the safety checks that hold whatever it did.
 """
 
 from __future__ import annotations
@@ -15,11 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .checkers import Result, prepare
+from .checkers import Result, exclusive_claims, prepare
 from .history import Event
 from .scrub import Scrubber
 
 Check = Callable[[Sequence[Event]], Result]
+
+#: Safety checks every judged scenario runs besides its own: they read only what the history
+#: shows (no claims sampled, nothing to judge), so they hold in every scenario.
+ALWAYS: tuple[Check, ...] = (exclusive_claims,)
+
+
+def with_always(checks: Iterable[Check]) -> list[Check]:
+    """``checks`` plus each check of :data:`ALWAYS` not already among them (bare or bound
+    with ``functools.partial``)."""
+    out = list(checks)
+    present = {getattr(c, "func", c) for c in out}
+    return out + [c for c in ALWAYS if c not in present]
 
 
 def run_checks(events: Sequence[Event], checks: Iterable[Check]) -> list[Result]:
@@ -46,7 +59,7 @@ def judge(events: Sequence[Event], checks: Iterable[Check], *, artifacts: Path,
           title: str = "", extra_figures: Mapping[str, Any] | None = None) -> list[Result]:
     __tracebackhide__ = True  # the arguments (secrets included) stay out of tracebacks
     events = list(events)
-    results = run_checks(events, checks)
+    results = run_checks(events, with_always(checks))
     scrub = Scrubber(list(secrets))
     artifacts.mkdir(parents=True, exist_ok=True)
     (artifacts / "results.json").write_text(json.dumps(scrub.json(

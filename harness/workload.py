@@ -41,11 +41,12 @@ from urllib3.exceptions import NewConnectionError
 
 from harness.api import ApiClient
 from harness.history import History
-from harness.observe import GatewayRecorder, HealthPoller, Poller, ShardMapPoller
+from harness.links import PORTS
+from harness.observe import ClaimSampler, GatewayRecorder, HealthPoller, Poller, ShardMapPoller
 from multiconnect.sharding import shard_of
 
 __all__ = [
-    "GatewayRecorder", "HealthPoller", "MediaRoundTrip", "MessageSender", "Poller",
+    "ClaimSampler", "GatewayRecorder", "HealthPoller", "MediaRoundTrip", "MessageSender", "Poller",
     "RecipientStream", "SenderStats", "ShardMapPoller", "Workload", "classify_exception",
     "classify_response",
 ]
@@ -488,12 +489,18 @@ def api_factory(cluster: Any, k: int = 1, timeout: float = 1.0) -> Callable[[], 
     return make
 
 
+def _status_url(cluster: Any, name: str) -> Callable[[], str]:
+    """A node's own status endpoint, reached directly on the run's network."""
+    return lambda: f"http://{cluster.nodes[name].ip}:{PORTS['internal']}/internal/status"
+
+
 class Workload:
     """A message sender, a media round trip and the observers, started and stopped together.
 
     ``rate`` messages/s through webapp 1 (``webapp`` picks another); ``media`` uploads per s
     (0 disables); ``duration`` bounds every loop. Observers: health (through the webapp),
-    shard map (database), gateway log. ``stop()`` stops the clients first, then pulls the
+    shard map (database), gateway log, and every master's and coreapp's own status (claims,
+    every ``claims_interval`` s). ``stop()`` stops the clients first, then pulls the
     gateway log one last time so every delivery acknowledged before is recorded.
     """
 
@@ -501,7 +508,8 @@ class Workload:
                  timeout: float = 1.0, media: float = 1.0, health: bool = True,
                  shardmap: bool = True, gateway: bool = True, webapp: int = 1,
                  duration: float = 600.0, count: int | None = None,
-                 health_interval: float = 0.3, shardmap_interval: float = 0.5) -> None:
+                 health_interval: float = 0.3, shardmap_interval: float = 0.5,
+                 claims: bool = True, claims_interval: float = 0.2) -> None:
         self.cluster = cluster
         self.history = history
         webapps = cluster.spec.webapps
@@ -522,6 +530,12 @@ class Workload:
             self.observers.append(ShardMapPoller(cluster.shard_map, history,
                                                  interval=shardmap_interval,
                                                  duration=duration + 60))
+        if claims:
+            for name in sorted(getattr(cluster, "nodes", {})):
+                if name.startswith(("master-", "coreapp-")):
+                    self.observers.append(ClaimSampler(
+                        name, _status_url(cluster, name), history, interval=claims_interval,
+                        duration=duration + 60))
         self.gateway: GatewayRecorder | None = None
         if gateway:
             self.gateway = GatewayRecorder(lambda: cluster.gateway_url, history,

@@ -236,12 +236,14 @@ class Master:
 
     # ------------------------------------------------------------------ HTTP
     def status(self) -> dict[str, Any]:
-        primary = self.lease.is_primary(self.clock.monotonic())
+        now = self.clock.monotonic()
+        primary = self.lease.is_primary(now)
         return {
             "node": self.cfg.name,
             "role": "primary_master" if primary else "secondary_master",
             "gateway_status": "connected" if primary else "disconnected",
             "lease_epoch": self.lease.epoch,
+            "lease_valid_for": round(self.lease.valid_until - now, 3) if primary else 0.0,
             "lease_holder": self.lease.holder_seen,
             "settings": self.settings.to_api(),
             "wall_time": time.time(),

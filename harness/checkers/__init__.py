@@ -11,6 +11,7 @@ combine with ``compose``::
 
 from harness.checkers.availability import availability, recovery
 from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose, pair_ops, prepare
+from harness.checkers.claims import Claim, claims, exclusive_claims
 from harness.checkers.connections import (
     Connection,
     connections,
@@ -36,14 +37,16 @@ CHECKERS = {
     "no_duplicates": no_duplicates,
     "media": media,
     "primary_masters": primary_masters,
+    "exclusive_claims": exclusive_claims,
     "availability": availability,
     "recovery": recovery,
     "no_steady_growth": no_steady_growth,
 }
 
 __all__ = [
-    "CHECKERS", "Checker", "Connection", "FaultWindow", "Figure", "Op", "Outage", "Prepared",
-    "availability", "connections_kept", "recovery",
+    "CHECKERS", "Checker", "Claim", "Connection", "FaultWindow", "Figure", "Op", "Outage",
+    "Prepared",
+    "availability", "claims", "connections_kept", "exclusive_claims", "recovery",
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
     "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
     "pair_ops", "prepare",

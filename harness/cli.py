@@ -1,8 +1,11 @@
-"""``python -m harness up|down|ps|logs|images|doctor`` — hand exploration and outside tools.
+"""``python -m harness up|down|ps|logs|images|doctor|mutation`` — hand exploration and outside
+tools.
 
 ``up`` starts a cluster, waits until ready, prints one JSON object (``--json``) and leaves it
 running (owner label ``keep``: the sweeper never touches it); ``down`` removes it; ``doctor``
-checks the machine without starting anything (``harness.doctor``).
+checks the machine without starting anything (``harness.doctor``); ``mutation`` runs the
+failover suite against each broken build in ``mutations/`` (``harness.mutation``, its own
+options: ``python -m harness mutation --help``).
 
 The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
 is missing) under an interpreter without the project's packages, e.g. Debian's python3.
@@ -109,7 +112,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return doctor_main()
 
 
+def cmd_mutation(args: argparse.Namespace) -> int:
+    from .mutation import main as mutation_main
+    return mutation_main(args.args)
+
+
+def _mutation_argv(argv: Sequence[str] | None) -> list[str] | None:
+    """The arguments after ``mutation`` (all of them its own, ``--help`` included), or None."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    return words[1:] if words[:1] == ["mutation"] else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    rest = _mutation_argv(argv)
+    if rest is not None:
+        return cmd_mutation(argparse.Namespace(args=rest))
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -137,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor = sub.add_parser("doctor", help="check the engine, images, report tools, .venv and "
                             "disk; say what to do for each missing thing (starts nothing)")
     doctor.set_defaults(fn=cmd_doctor)
+    mutation = sub.add_parser("mutation", add_help=False,
+                              help="the failover suite against each broken build in mutations/ "
+                                   "(options: python -m harness mutation --help)")
+    mutation.add_argument("args", nargs=argparse.REMAINDER)
+    mutation.set_defaults(fn=cmd_mutation)
     args = p.parse_args(argv)
     if args.fn is cmd_doctor:
         return cmd_doctor(args)

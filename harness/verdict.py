@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .checkers import Result, exclusive_claims, prepare
+from .checkers import Result, exclusive_claims, no_duplicates, prepare
 from .history import Event
 from .scrub import Scrubber
 
 Check = Callable[[Sequence[Event]], Result]
 
 #: Safety checks every judged scenario runs besides its own: they read only what the history
-#: shows (no claims sampled, nothing to judge), so they hold in every scenario.
-ALWAYS: tuple[Check, ...] = (exclusive_claims,)
+#: shows (no claims sampled or no delivery recorded: nothing to judge), so they hold in every
+#: scenario. ``no_duplicates`` with its default ``allow="none"``: no client here ever resends,
+#: so a message the gateway receives twice was resent by the roles.
+ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates)
 
 
 def with_always(checks: Iterable[Check]) -> list[Check]:

@@ -38,6 +38,19 @@ def masters_apply(cluster, unhealthy: float, timeout: float) -> None:
                  timeout=timeout, what=f"{m} applying unhealthy_interval={unhealthy}")
 
 
+#: PATCH bodies the API must refuse (400, error envelope), leaving the settings as they were.
+INVALID_SETTINGS = (
+    {"heartbeat_interval": 0},
+    {"heartbeat_interval": -5},
+    {"heartbeat_interval": True},      # JSON true is not a number of seconds
+    {"heartbeat_interval": "5"},
+    {"heartbeat_interval": 2.5},
+    {"unhealthy_interval": 1},         # below 2 x heartbeat_interval
+    {"no_such_setting": 1},
+    {},
+)
+
+
 def test_patch_settings_reaches_every_master_and_changes_failover(cluster, history, nemesis,
                                                                   workload, mc_artifacts,
                                                                   record_figures):
@@ -48,9 +61,13 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
     api = cluster.api()
     old = api.settings()
     new_h, new_u = old["heartbeat_interval"] + 1, 2 * old["unhealthy_interval"]
-    bad = api.patch_settings({"heartbeat_interval": 0})
-    assert bad.status_code == 400 and "errors" in bad.json(), (
-        f"invalid settings must be refused with the error envelope: {bad.status_code} {bad.text}")
+    for body in INVALID_SETTINGS:
+        bad = api.patch_settings(body)
+        assert bad.status_code == 400 and "errors" in bad.json(), (
+            f"CHECK FAILED: invalid settings {body} must be refused with the error envelope: "
+            f"{bad.status_code} {bad.text}")
+    assert api.settings() == old, (
+        f"CHECK FAILED: refused settings changed what the API shows: {old} -> {api.settings()}")
     r = api.patch_settings({"heartbeat_interval": new_h, "unhealthy_interval": new_u})
     try:
         assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"

@@ -8,12 +8,14 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import pytest
 
-from harness.checkers import CHECKERS, claims, exclusive_claims
+from harness.checkers import CHECKERS, claims, exclusive_claims, no_duplicates
 from harness.history import Event, History
 from harness.observe import ClaimSampler, claim_of
+from harness.verdict import judge, with_always
 
 
 def claim(i: int, at: float, node: str, group: str, valid_for: float, sent: float | None = None,
@@ -140,15 +142,13 @@ def test_an_unreachable_node_is_counted_not_recorded() -> None:
     assert h.events() == [] and s.errors == 1 and time.monotonic() - t0 < 2.0
 
 
-def test_every_judged_scenario_runs_exclusive_claims(tmp_path) -> None:
-    from functools import partial
-
-    from harness.verdict import judge, with_always
-    assert with_always([]) == [exclusive_claims]
+def test_every_judged_scenario_runs_the_always_checks(tmp_path) -> None:
+    assert with_always([]) == [exclusive_claims, no_duplicates]
     bound = partial(exclusive_claims, name="claims again")
-    assert with_always([bound]) == [bound]
+    assert with_always([bound]) == [bound, no_duplicates]
     overlap = [claim(0, 1.0, "master-1", "lease", 0.3),
                claim(1, 1.2, "master-2", "lease", 4.5, epoch=2)]
     with pytest.raises(AssertionError, match="CHECK FAILED: exclusive_claims"):
         judge(overlap, [], artifacts=tmp_path)
-    assert [r.name for r in judge(overlap[:1], [], artifacts=tmp_path)] == ["exclusive_claims"]
+    assert [r.name for r in judge(overlap[:1], [], artifacts=tmp_path)] == [
+        "exclusive_claims", "no_duplicates"]

@@ -242,7 +242,9 @@ def test_allure_results_statuses_attachments_and_labels(project: pytest.Pytester
         assert len(events) == 13
         assert {e["f"] for e in events} >= {"send", "gw-connect", "gw-deliver", "start", "heal"}
         by_name = {r["name"]: r for r in json.loads(att["checker results (json)"][1].read_text())}
-        assert set(by_name) == {"downtime", "single_connected", "no_lost_acks"}
+        # the scenario's own checks, and the safety checks judge() always adds
+        assert set(by_name) == {"downtime", "single_connected", "no_lost_acks",
+                                "exclusive_claims", "no_duplicates"}
         assert by_name["single_connected"]["valid"] is True
         assert by_name["no_lost_acks"]["valid"] is True
 

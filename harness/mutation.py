@@ -159,12 +159,18 @@ def first_failure(junit_xml: str) -> tuple[str, str]:
     return "", ""
 
 
-def reason_of(message: str) -> str:
-    """The checkers a ``CHECK FAILED: a: …; b: …`` message names, or its first line."""
+def reason_of(message: str, known: Iterable[str] | None = None) -> str:
+    """The checkers a ``CHECK FAILED: a: …; b: …`` message names (only ``known`` names count:
+    an explanation may hold ``; x:`` itself), or its first line."""
+    if known is None:
+        from .checkers import CHECKERS
+        known = CHECKERS
+    names_known = set(known)
     line = next((ln for ln in message.splitlines() if CHECK_FAILED in ln), "")
     if line:
         parts = line.split(CHECK_FAILED, 1)[1].split("; ")
-        names = [p.split(":", 1)[0].strip() for p in parts if ":" in p]
+        names = [n for n in (p.split(":", 1)[0].strip() for p in parts if ":" in p)
+                 if n in names_known]
         if names:
             return ", ".join(names)
     first = message.strip().splitlines()[0] if message.strip() else ""

@@ -128,6 +128,13 @@ def test_first_failure_is_the_first_failed_or_errored_case() -> None:
     assert mutation.first_failure(clean) == ("", "")
 
 
+def test_reason_keeps_only_checker_names() -> None:
+    message = ("CHECK FAILED: exclusive_claims: INVALID: 3 overlapping claim(s); first in "
+               "shard-0: coreapp-1 (epoch 3) claimed; downtime: INVALID: 9 s")
+    assert mutation.reason_of(message) == "exclusive_claims, downtime"
+    assert mutation.reason_of("CHECK FAILED: mine: x", known={"mine"}) == "mine"
+
+
 def test_reason_without_check_failed_is_the_first_line() -> None:
     first = "TimeoutError: no new primary"
     assert mutation.reason_of(first + "\nmore") == first

@@ -220,26 +220,43 @@ def _build(client, copy: Path, progress: Callable[[str], None]) -> str:
     return next(r.ref for r in results if r.name == "node")
 
 
+def _suite(ref: str, junit: Path, pytest_args: Sequence[str], timeout: float, name: str,
+           progress: Callable[[str], None]) -> tuple[int, float, str, str]:
+    """Run the failover suite against a node image: (exit code or -1 on timeout, seconds,
+    first failing test, its message)."""
+    cmd = [sys.executable, "-m", "pytest", "-m", "failover", "-x", "-q", "-p", "no:cacheprovider",
+           f"--mc-node-image={ref}", f"--junitxml={junit}", *pytest_args]
+    progress(f"[mutation] {name}: {' '.join(cmd[1:])}")
+    t0 = time.monotonic()
+    try:
+        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        code = -1
+    seconds = time.monotonic() - t0
+    test, message = first_failure(junit.read_text()) if junit.exists() else ("", "")
+    return code, seconds, test, message
+
+
+def sweep_images(client, progress: Callable[[str], None]) -> None:
+    """Remove mutant images an interrupted run left (``mc-mut-*``)."""
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith("mc-mut-"):
+                progress(f"[mutation] removing {tag}, left by an earlier run")
+                remove_image(client, tag)
+
+
 def run_mutant(client, mutant: Mutant, pytest_args: Sequence[str], timeout: float,
                progress: Callable[[str], None]) -> Outcome:
     """Build the mutant's node image, run the failover suite against it, remove the image."""
     with tempfile.TemporaryDirectory(prefix="mc-mut-") as tmp:
         ref = _build(client, apply_to_copy(mutant, Path(tmp)), progress)
-        junit = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-m", "failover", "-x", "-q",
-               "-p", "no:cacheprovider", f"--mc-node-image={ref}", f"--junitxml={junit}",
-               *pytest_args]
-        progress(f"[mutation] {mutant.name}: {' '.join(cmd[1:])}")
-        t0 = time.monotonic()
         try:
-            res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, timeout=timeout)
-            code = res.returncode
-        except subprocess.TimeoutExpired:
-            code = -1
-        seconds = time.monotonic() - t0
-        test, message = first_failure(junit.read_text()) if junit.exists() else ("", "")
-        remove_image(client, ref)
+            code, seconds, test, message = _suite(ref, Path(tmp) / "junit.xml", pytest_args,
+                                                  timeout, mutant.name, progress)
+        finally:  # also on Ctrl-C: no mutant image outlives its run
+            remove_image(client, ref)
     verdict = verdict_of(code, test)
     reason = reason_of(message) if test else (
         f"no verdict: pytest timed out after {timeout:g} s" if code == -1
@@ -265,6 +282,7 @@ def run_all(mutants: Sequence[Mutant], pytest_args: Sequence[str] = (),
     progress = progress or say
     check_library(mutants)
     client = ensure_engine(progress)
+    sweep_images(client, progress)
     outcomes: list[Outcome] = []
     for k, m in enumerate(mutants, 1):
         progress(f"[mutation] {k}/{len(mutants)} {m.name} (promise {m.promise}): {m.broken}")

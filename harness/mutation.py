@@ -8,8 +8,9 @@ apply``; the working tree is never touched), builds a node image from the copy
 ``pytest -m failover -x --mc-node-image=<ref>`` in a subprocess with a JUnit report. The
 mutant is *caught* when a test fails; the first failing test, the checkers its ``CHECK
 FAILED`` message names (or the error's first line) and the seconds until pytest stopped are
-recorded. A mutant that survives the whole suite is *survived*. Every patch is checked to
-apply before anything is built; the image of each mutant is removed after its run.
+recorded (pytest's output: ``reports/mutation/<name>.log``). A mutant that survives the whole
+suite is *survived*. Every patch is checked to apply before anything is built; the image of
+each mutant is removed after its run, and leftovers of an interrupted run at the next start.
 
 ``python -m harness mutation [--only NAME ...] [--list] [--out FILE] [-- PYTEST ARGS]``;
 ``tox -e mutation``; ``python benchmarks/bench_mutation.py`` prints the figures.
@@ -35,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "mutations"
 SOURCE = ROOT / "multiconnect"
+LOGS = ROOT / "reports" / "mutation"
 CHECK_FAILED = "CHECK FAILED:"
 
 #: The promise matrix of docs/promises.md: every mutant names one of these rows.
@@ -223,14 +225,17 @@ def _build(client, copy: Path, progress: Callable[[str], None]) -> str:
 def _suite(ref: str, junit: Path, pytest_args: Sequence[str], timeout: float, name: str,
            progress: Callable[[str], None]) -> tuple[int, float, str, str]:
     """Run the failover suite against a node image: (exit code or -1 on timeout, seconds,
-    first failing test, its message)."""
+    first failing test, its message). pytest's output goes to ``reports/mutation/<name>.log``."""
     cmd = [sys.executable, "-m", "pytest", "-m", "failover", "-x", "-q", "-p", "no:cacheprovider",
            f"--mc-node-image={ref}", f"--junitxml={junit}", *pytest_args]
-    progress(f"[mutation] {name}: {' '.join(cmd[1:])}")
+    log = LOGS / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"[mutation] {name}: {' '.join(cmd[1:])} (output: {os.path.relpath(log, ROOT)})")
     t0 = time.monotonic()
     try:
-        code = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=timeout).returncode
+        with log.open("w") as out:
+            code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                  timeout=timeout).returncode
     except subprocess.TimeoutExpired:
         code = -1
     seconds = time.monotonic() - t0

@@ -214,9 +214,9 @@ def summary(outcomes: Sequence[Outcome]) -> dict[str, object]:
 
 
 # ------------------------------------------------------------------ running
-def _build(client, copy: Path, progress: Callable[[str], None]) -> str:
+def _build(client, base: str, copy: Path, progress: Callable[[str], None]) -> str:
+    """The node image of ``copy`` on the real base image ``base``: only the source layer is new."""
     from . import images
-    base = images.ensure_images(client, ["base"], progress=progress)["base"]
     results = images.build_images(client, ["node"], overrides={"base": base},
                                   progress=progress, prefix="mc-mut-", source_dir=copy)
     return next(r.ref for r in results if r.name == "node")
@@ -252,11 +252,11 @@ def sweep_images(client, progress: Callable[[str], None]) -> None:
                 remove_image(client, tag)
 
 
-def run_mutant(client, mutant: Mutant, pytest_args: Sequence[str], timeout: float,
+def run_mutant(client, base: str, mutant: Mutant, pytest_args: Sequence[str], timeout: float,
                progress: Callable[[str], None]) -> Outcome:
     """Build the mutant's node image, run the failover suite against it, remove the image."""
     with tempfile.TemporaryDirectory(prefix="mc-mut-") as tmp:
-        ref = _build(client, apply_to_copy(mutant, Path(tmp)), progress)
+        ref = _build(client, base, apply_to_copy(mutant, Path(tmp)), progress)
         try:
             code, seconds, test, message = _suite(ref, Path(tmp) / "junit.xml", pytest_args,
                                                   timeout, mutant.name, progress)
@@ -286,12 +286,14 @@ def run_all(mutants: Sequence[Mutant], pytest_args: Sequence[str] = (),
 
     progress = progress or say
     check_library(mutants)
+    from .images import ensure_images
     client = ensure_engine(progress)
     sweep_images(client, progress)
+    base = ensure_images(client, ["base"], progress=progress)["base"]  # once, for every mutant
     outcomes: list[Outcome] = []
     for k, m in enumerate(mutants, 1):
         progress(f"[mutation] {k}/{len(mutants)} {m.name} (promise {m.promise}): {m.broken}")
-        o = run_mutant(client, m, pytest_args, timeout, progress)
+        o = run_mutant(client, base, m, pytest_args, timeout, progress)
         progress(f"[mutation] {m.name}: {o.verdict} in {o.seconds:.0f} s"
                  + (f" by {o.first_failure} ({o.reason})" if o.first_failure else ""))
         outcomes.append(o)

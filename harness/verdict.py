@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .checkers import Result, exclusive_claims, no_duplicates, prepare
+from .checkers import Result, exclusive_claims, no_duplicates, prepare, refused_not_delivered
 from .history import Event
 from .scrub import Scrubber
 
@@ -25,8 +25,9 @@ Check = Callable[[Sequence[Event]], Result]
 #: Safety checks every judged scenario runs besides its own: they read only what the history
 #: shows (no claims sampled or no delivery recorded: nothing to judge), so they hold in every
 #: scenario. ``no_duplicates`` with its default ``allow="none"``: no client here ever resends,
-#: so a message the gateway receives twice was resent by the roles.
-ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates)
+#: so a message the gateway receives twice was resent by the roles. ``refused_not_delivered``:
+#: a 503 tells the client the message was certainly not sent, so it must not arrive.
+ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates, refused_not_delivered)
 
 
 def with_always(checks: Iterable[Check]) -> list[Check]:

@@ -59,6 +59,14 @@ def new_connect(history: History, shard: int, old: str, since: float) -> Any:
     return None
 
 
+def unknown_but_delivered(events: Any) -> int:
+    """Sends whose outcome the client could not know (``info``: 502/504 or no answer) and
+    whose recipient the gateway did get a message for: answers lost after the delivery."""
+    unknown = {e.value.get("to") for e in events if e.f == "send" and e.type == "info"}
+    return len({e.value.get("to") for e in events
+                if e.f == "gw-deliver" and e.value.get("to") in unknown})
+
+
 def label(epic: str, feature: str, story: str, severity: str = "critical") -> None:
     from harness.report import label_scenario
     label_scenario(epic, feature, story, severity)
@@ -72,6 +80,21 @@ def hold(seconds: float) -> None:
     """Keep a fault in place for a fixed time (the scenario's definition, not a wait for
     the system: what happens meanwhile is judged from the history)."""
     time.sleep(seconds)
+
+
+def node_status(cluster: Any, name: str, timeout: float = 0.5) -> dict[str, Any] | None:
+    """A master's or coreapp's own ``/internal/status``, read directly (None if it does not
+    answer in time)."""
+    import requests
+
+    from harness.links import PORTS
+    try:
+        r = requests.get(f"http://{cluster.nodes[name].ip}:{PORTS['internal']}/internal/status",
+                         timeout=timeout)
+        body = r.json()
+    except (requests.RequestException, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
 
 
 def connected_coreapps(cluster: Any) -> list[str]:

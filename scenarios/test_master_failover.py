@@ -5,7 +5,16 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, phase, settle, wait_history, warm_up
+from helpers import (
+    faulted,
+    hold,
+    label,
+    node_status,
+    phase,
+    settle,
+    wait_history,
+    warm_up,
+)
 
 from harness import bounds
 from harness.checkers import (
@@ -17,6 +26,8 @@ from harness.checkers import (
     single_connected,
 )
 from harness.nemesis.kill import Kill
+from harness.nemesis.latency import Latency
+from harness.nemesis.pause import Pause
 from harness.nemesis.stop import Stop
 from harness.verdict import judge
 
@@ -70,6 +81,65 @@ def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis
         ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
             title="kill primary master", extra_figures={"promotion": takeover,
                                                        "bound": float(bound)})
+
+
+def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis, workload,
+                                                      mc_artifacts, record_figures):
+    """The primary master is frozen (docker pause) while a lease renewal is in flight — its
+    database answers are slowed by 600 ms so that one is, and the freeze waits for its own
+    status to say so — until a secondary has taken the lease, which must happen within
+    T + T/3 + margin of the freeze. When it resumes it reads the renewal's late grant: its
+    validity counts from when it *sent* the renewal, long past, so it must not act as primary
+    again (``exclusive_claims``, group ``lease``) and exactly one primary master remains."""
+    label("failover", "master failover", "primary master frozen with a renewal in flight")
+    t = cluster.spec.timing
+    bound = bounds.lease_takeover(t.lease_ttl)
+    slow_ms = 600
+    with workload.running():
+        with phase("workload: warm up"):
+            warm_up(history)
+        old = cluster.primary_master()
+        with faulted(cluster, history, nemesis, Latency(f"{old}->db", latency=slow_ms),
+                     f"fault: {slow_ms} ms on every database answer to {old}"):
+            in_flight = wait_history(history, lambda h: _renewal_in_flight(cluster, old),
+                                     2 * t.lease_ttl, f"a lease renewal in flight on {old}")
+            f = Pause(old)
+            with phase(f"fault: freeze {old} (renewal in flight: {in_flight})"):
+                nemesis.start(f)
+                start = history.now()
+                seen = wait_history(history, lambda h: new_primary_master(h, old, start),
+                                    float(bound) + 5, "another primary master")
+                hold(1)
+            with phase(f"heal: resume {old}; it must step down"):
+                nemesis.heal(f)
+                hold(t.lease_ttl / 3 + 2)  # up to its next attempt, with the answer slowed
+    takeover = round(seen.time - start, 3) if seen else None
+    assert takeover is not None, (
+        f"CHECK FAILED: no other primary master within {bound} after freezing {old}")
+    assert takeover <= float(bound), (
+        f"CHECK FAILED: lease takeover took {takeover:.3f}s > bound {bound}")
+    with phase("check"):
+        judge(history.events(), [
+            partial(downtime, bound=bounds.MARGIN),
+            partial(no_promotion, shard=0),
+            single_connected, no_lost_acks,
+            partial(primary_masters, last=3),
+        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+            title="primary master frozen mid-renewal", extra_figures={
+                "promotion": takeover, "bound": float(bound)})
+
+
+def _renewal_in_flight(cluster, master: str) -> bool | str:
+    """True once ``master`` says a lease attempt left less than 0.2 s ago (it then has about
+    0.4 s of the slowed answer left to be frozen in); ``"unknown"`` for an image whose status
+    does not say (the freeze then lands wherever it lands)."""
+    status = node_status(cluster, master)
+    if status is None:
+        return False
+    if "lease_attempt_for" not in status:
+        return "unknown"
+    age = status["lease_attempt_for"]
+    return age is not None and age < 0.2
 
 
 def test_all_masters_down_api_keeps_serving(cluster, history, nemesis, workload,

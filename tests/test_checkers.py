@@ -20,6 +20,7 @@ from harness.checkers import (
     no_promotion,
     primary_masters,
     promotion,
+    refused_not_delivered,
     single_connected,
 )
 from harness.history import Event, make
@@ -433,6 +434,46 @@ def test_duplicates_at_least_once_mode():
     assert no_duplicates(make(retried), allow="indeterminate").valid
     with pytest.raises(ValueError):
         no_duplicates(make(MSGS), allow="some")  # type: ignore[arg-type]
+
+
+def sent_to(t0: float, t1: float, to: str, outcome: str, status: int | None = None,
+            proc: str = "sender-0") -> list[tuple]:
+    v: dict = {"to": to, "shard": 0}
+    if status is not None:
+        v["status"] = status
+    return [(t0, proc, "invoke", "send", {"to": to, "shard": 0}), (t1, proc, outcome, "send", v)]
+
+
+def delivered_to(t: float, seq: int, to: str, mid: str) -> tuple:
+    return gw(t, "deliver", seq, 1, "coreapp-1", id=mid, to=to, duplicate=False)
+
+
+def test_refused_sends_never_delivered_pass():
+    rows = (sent_to(1, 1.2, "15550000001", "fail", 503)     # refused, never delivered
+            + sent_to(2, 4.0, "15550000002", "info")         # unknown outcome: may be delivered
+            + sent_to(3, 3.1, "15550000003", "fail", 400)    # rejected, not a 503
+            + [delivered_to(2.5, 1, "15550000002", "x"), delivered_to(3.05, 2, "15550000003", "y")])
+    r = refused_not_delivered(make(rows))
+    assert r.valid, r.explanation
+    assert r.figures["refused"] == 1 and r.figures["delivered_anyway"] == 0
+
+
+def test_refused_send_delivered_anyway_fails():
+    rows = (sent_to(1, 3.2, "15550000001", "fail", 503, proc="sender-3")
+            + sent_to(2, 2.1, "15550000002", "fail", 503)
+            + [delivered_to(1.1, 1, "15550000001", "m1")])
+    r = refused_not_delivered(make(rows))
+    assert not r.valid
+    assert r.figures["delivered_anyway"] == 1 and r.figures["recipients"] == "15550000001"
+    assert "sender-3" in r.explanation and "id m1" in r.explanation
+
+
+def test_refused_recipient_sent_twice_is_left_out():
+    rows = (sent_to(1, 1.2, "15550000001", "fail", 503)
+            + sent_to(2, 2.2, "15550000001", "ok", proc="sender-1")
+            + [delivered_to(2.1, 1, "15550000001", "m2")])
+    r = refused_not_delivered(make(rows))
+    assert r.valid and r.figures["ambiguous"] == 1 and "left out" in r.explanation
 
 
 # -- media --------------------------------------------------------------------------------

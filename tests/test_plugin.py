@@ -244,7 +244,8 @@ def test_allure_results_statuses_attachments_and_labels(project: pytest.Pytester
         by_name = {r["name"]: r for r in json.loads(att["checker results (json)"][1].read_text())}
         # the scenario's own checks, and the safety checks judge() always adds
         assert set(by_name) == {"downtime", "single_connected", "no_lost_acks",
-                                "exclusive_claims", "no_duplicates"}
+                                "exclusive_claims", "no_duplicates",
+                                "refused_not_delivered"}
         assert by_name["single_connected"]["valid"] is True
         assert by_name["no_lost_acks"]["valid"] is True
 

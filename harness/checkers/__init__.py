@@ -23,7 +23,7 @@ from harness.checkers.faults import FaultWindow, fault_windows, find_fault
 from harness.checkers.growth import no_steady_growth
 from harness.checkers.masters import primary_masters
 from harness.checkers.media import media
-from harness.checkers.messages import no_duplicates, no_lost_acks
+from harness.checkers.messages import no_duplicates, no_lost_acks, refused_not_delivered
 from harness.checkers.promotion import no_promotion, promotion
 
 #: Every checker by name (each is also importable directly).
@@ -35,6 +35,7 @@ CHECKERS = {
     "connections_kept": connections_kept,
     "no_lost_acks": no_lost_acks,
     "no_duplicates": no_duplicates,
+    "refused_not_delivered": refused_not_delivered,
     "media": media,
     "primary_masters": primary_masters,
     "exclusive_claims": exclusive_claims,
@@ -50,5 +51,5 @@ __all__ = [
     "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
     "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
     "pair_ops", "prepare",
-    "primary_masters", "promotion", "single_connected",
+    "primary_masters", "promotion", "refused_not_delivered", "single_connected",
 ]

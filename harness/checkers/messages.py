@@ -1,4 +1,5 @@
-"""Message safety: no acknowledged message lost, no message delivered twice.
+"""Message safety: no acknowledged message lost, no message delivered twice, no message
+delivered after the API said it was certainly not sent.
 
 Model. A ``send`` that ended ``ok`` carries the message ``id`` the API returned; the gateway
 logs every message it accepted as ``gw-deliver`` with that ``id`` (and ``duplicate: true``
@@ -12,6 +13,12 @@ unless the client got a clean, first-try acknowledgement for it: the id belongs 
 send whose value does not say it was retried (``retried: true`` or ``attempts``/``attempt``
 > 1). Ids with no ok send behind them (the send ended ``info``/``fail`` or never completed, so
 the client could not know the outcome and a resend is legitimate) are tolerated.
+
+Refusals (``docs/contracts.md``: 503 means the message was certainly not sent). A ``send`` that
+ended ``fail`` with HTTP status 503 tells the client it may resend safely; so no ``gw-deliver``
+may carry its recipient ``to``. A refused send has no message id (the API returns none), so
+deliveries are matched by recipient: every workload send goes to a recipient of its own, and a
+recipient invoked more than once in the history is left out (ambiguous) rather than guessed.
 """
 
 from __future__ import annotations
@@ -135,3 +142,43 @@ def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indetermin
     return Result(name, True, figures,
                   f"{len(first)} distinct id(s) in {n} deliveries; none "
                   f"delivered twice against the rule allow={allow}.{extra}")
+
+
+def refused_not_delivered(events: Sequence[Event], *,
+                          name: str = "refused_not_delivered") -> Result:
+    """Valid iff no send answered 503 ("certainly not sent") was delivered to its recipient."""
+    prep = prepare(events)
+    ops, _ = pair_ops(prep, "send")
+    invoked: dict[str, int] = {}
+    for op in ops:
+        to = op.invoke.value.get("to")
+        if to is not None:
+            invoked[str(to)] = invoked.get(str(to), 0) + 1
+    refused = {str(op.get("to")): op for op in ops
+               if op.type == "fail" and op.get("status") == 503 and op.get("to") is not None}
+    ambiguous = [to for to in refused if invoked.get(to, 0) > 1]
+    for to in ambiguous:
+        del refused[to]
+    delivered: dict[str, Event] = {}
+    for e in prep.select("gw-deliver"):
+        to = e.value.get("to")
+        if to is not None and str(to) in refused:
+            delivered.setdefault(str(to), e)
+    bad = sorted(delivered, key=lambda to: delivered[to].time)
+    figures: dict[str, Figure] = {
+        "refused": len(refused), "ambiguous": len(ambiguous), "delivered_anyway": len(bad),
+        "recipients": first_few(bad) or None,
+    }
+    if bad:
+        details = "; ".join(
+            f"to {to}: {refused[to].process} invoked {t(refused[to].invoke.time)}, answered 503 "
+            f"{t(refused[to].complete.time if refused[to].complete else None)}, delivered "
+            f"{t(delivered[to].time)} by {delivered[to].value.get('node')} "
+            f"(id {delivered[to].value.get('id')})" for to in bad[:3])
+        return Result(name, False, figures,
+                      f"INVALID: {len(bad)} of {len(refused)} send(s) answered 503 (certainly "
+                      f"not sent) were delivered; first: {details}.")
+    note = f" {len(ambiguous)} recipient(s) sent to more than once were left out." \
+        if ambiguous else ""
+    return Result(name, True, figures,
+                  f"None of {len(refused)} send(s) answered 503 reached the gateway." + note)

@@ -61,10 +61,16 @@ def new_connect(history: History, shard: int, old: str, since: float) -> Any:
 
 def unknown_but_delivered(events: Any) -> int:
     """Sends whose outcome the client could not know (``info``: 502/504 or no answer) and
-    whose recipient the gateway did get a message for: answers lost after the delivery."""
+    whose recipient the gateway got a message for after the send began: answers lost after
+    the delivery."""
+    invoked: dict[Any, float] = {}
+    for e in events:
+        if e.f == "send" and e.type == "invoke":
+            invoked[e.value.get("to")] = e.time
     unknown = {e.value.get("to") for e in events if e.f == "send" and e.type == "info"}
     return len({e.value.get("to") for e in events
-                if e.f == "gw-deliver" and e.value.get("to") in unknown})
+                if e.f == "gw-deliver" and e.value.get("to") in unknown
+                and e.time >= invoked.get(e.value.get("to"), float("inf"))})
 
 
 def label(epic: str, feature: str, story: str, severity: str = "critical") -> None:

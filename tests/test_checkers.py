@@ -476,6 +476,15 @@ def test_refused_recipient_sent_twice_is_left_out():
     assert r.valid and r.figures["ambiguous"] == 1 and "left out" in r.explanation
 
 
+def test_delivery_before_the_refused_send_is_another_message():
+    # an earlier test on a reused cluster delivered to the same recipient before this history
+    rows = sent_to(5, 5.2, "15550000001", "fail", 503) + [delivered_to(-12.0, 1, "15550000001",
+                                                                       "old")]
+    assert refused_not_delivered(make(rows)).valid
+    later = rows + [delivered_to(5.1, 2, "15550000001", "new")]
+    assert not refused_not_delivered(make(later)).valid
+
+
 # -- media --------------------------------------------------------------------------------
 
 def up(t0: float, t1: float, mid: str, sha: str = "s1", proc: str = "media-0") -> list[tuple]:

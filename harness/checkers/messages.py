@@ -16,9 +16,11 @@ the client could not know the outcome and a resend is legitimate) are tolerated.
 
 Refusals (``docs/contracts.md``: 503 means the message was certainly not sent). A ``send`` that
 ended ``fail`` with HTTP status 503 tells the client it may resend safely; so no ``gw-deliver``
-may carry its recipient ``to``. A refused send has no message id (the API returns none), so
-deliveries are matched by recipient: every workload send goes to a recipient of its own, and a
-recipient invoked more than once in the history is left out (ambiguous) rather than guessed.
+after its invoke may carry its recipient ``to``. A refused send has no message id (the API
+returns none), so deliveries are matched by recipient: every workload send goes to a recipient
+of its own, and a recipient invoked more than once in the history is left out (ambiguous)
+rather than guessed. (A reused cluster's gateway log may hold an earlier test's deliveries to
+the same recipients, before this history's sends: those are not this send's message.)
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ def refused_not_delivered(events: Sequence[Event], *,
     delivered: dict[str, Event] = {}
     for e in prep.select("gw-deliver"):
         to = e.value.get("to")
-        if to is not None and str(to) in refused:
+        op = refused.get(str(to)) if to is not None else None
+        if op is not None and e.time >= op.invoke.time:
             delivered.setdefault(str(to), e)
     bad = sorted(delivered, key=lambda to: delivered[to].time)
     figures: dict[str, Figure] = {

@@ -109,10 +109,10 @@ def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis,
                 start = history.now()
                 seen = wait_history(history, lambda h: new_primary_master(h, old, start),
                                     float(bound) + 5, "another primary master")
-                hold(1)
+                hold(0.5)
             with phase(f"heal: resume {old}; it must step down"):
                 nemesis.heal(f)
-                hold(t.lease_ttl / 3 + 2)  # up to its next attempt, with the answer slowed
+                hold(t.lease_ttl / 3 + 1)  # past its next attempt, whose answer is slowed
     takeover = round(seen.time - start, 3) if seen else None
     assert takeover is not None, (
         f"CHECK FAILED: no other primary master within {bound} after freezing {old}")

@@ -48,10 +48,10 @@ def test_cut_from_one_master_only_no_promotion(which, cluster, history, nemesis,
                                                mc_artifacts, record_figures):
     """The primary coreapp stops answering one master (the primary, or a secondary) while the
     other still reaches it: a miss seen by one master is not a failure — no promotion, no
-    downtime. A wrong promotion would come about u + h after the cut; the cut lasts 2u + h."""
+    downtime. A wrong promotion would come about u + h after the cut; the cut lasts 2u."""
     label("failover", "network", f"primary coreapp cut from the {which} master only")
     t = cluster.spec.timing
-    held = 2 * t.unhealthy_interval + t.heartbeat_interval
+    held = 2 * t.unhealthy_interval
     with workload.running():
         warm_up(history)
         pc, pm = cluster.primary_coreapp(0), cluster.primary_master()
@@ -68,41 +68,20 @@ def test_cut_from_one_master_only_no_promotion(which, cluster, history, nemesis,
         title=f"cut from the {which} master only")
 
 
-def test_cut_from_all_masters_promotes_without_overlap(cluster, history, nemesis, workload,
-                                                       mc_artifacts, record_figures):
+def test_answers_lost_across_a_promotion_stay_unknown(cluster, history, nemesis, mc_artifacts,
+                                                      record_figures):
     """The primary coreapp is cut from every master but still reaches the database and the
     gateway: it is promoted away; it keeps confirming its ownership until the shard map
     changes, then closes its own connection, and the new primary connects only after the
-    fence — never both at once."""
-    label("failover", "network", "primary coreapp cut from all masters")
-    t = cluster.spec.timing
-    bound = bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                      t.gateway_ping_timeout)
-    with workload.running():
-        warm_up(history)
-        pc = cluster.primary_coreapp(0)
-        with faulted(cluster, history, nemesis, Cut(_links_from_masters(cluster, pc)),
-                     f"fault: cut every master from {pc}") as start:
-            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
-                         "a new primary at the gateway")
-            hold(2)
-    judge(history.events(), [
-        partial(promotion, shard=0, bound=bound),
-        partial(downtime, bound=bound),
-        single_connected, no_lost_acks, partial(primary_masters, last=3),
-    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title="cut from all masters")
-
-
-def test_answers_lost_across_a_promotion_stay_unknown(cluster, history, nemesis, mc_artifacts,
-                                                      record_figures):
-    """The primary coreapp is cut from every master (so it is promoted away while it still
-    delivers) and webapp-1 gets its answers only after the forward timeout: those messages
-    may have been sent, so the client must hear 502/504, never 503 ("certainly not sent"),
-    and no message may reach the gateway twice — even when the re-read shard map names a new
-    owner by the time the answer is given up on. Clients wait long enough (8 s) to see the
-    webapp's verdict."""
-    label("failover", "network", "answers lost while the shard changes owner")
+    fence — never both at once. Meanwhile webapp-1 gets the old owner's answers only after
+    its forward timeout: those messages may have been sent, so the client must hear 502/504,
+    never 503 ("certainly not sent"), and no message may reach the gateway twice — even when
+    the re-read shard map names a new owner by the time the answer is given up on. Clients
+    wait long enough (8 s) to see the webapp's verdict. (Downtime here runs from the fault,
+    not from the promotion, so it is not judged: the latency tests time a partition
+    failover's downtime.)"""
+    label("failover", "network", "cut from all masters; answers lost while the shard changes "
+          "owner")
     t = cluster.spec.timing
     bound = bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
                                       t.gateway_ping_timeout)
@@ -122,8 +101,9 @@ def test_answers_lost_across_a_promotion_stay_unknown(cluster, history, nemesis,
                   "delivered (check the latency fault on the webapp link)")
     judge(history.events(), [
         partial(promotion, shard=0, bound=bound), single_connected, no_lost_acks,
+        partial(primary_masters, last=3),
     ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title="answers lost across a promotion", extra_figures={"unknown_delivered": lost})
+        title="cut from all masters, answers lost", extra_figures={"unknown_delivered": lost})
 
 
 def test_latency_below_unhealthy_interval_no_promotion(cluster, history, nemesis, workload,

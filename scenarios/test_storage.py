@@ -62,9 +62,9 @@ def test_nfs_outage_media_fails_fast_text_unaffected(cluster, history, nemesis, 
     with workload.running():
         warm_up(history)
         f = NfsOutage()
-        with phase("fault: NFS server unreachable for 8 s"):
+        with phase("fault: NFS server unreachable for 5 s"):
             nemesis.start(f)
-            hold(8)
+            hold(5)  # five media round trips (one a second) fail
         with phase("heal"):
             nemesis.heal(f)
             hold(5)

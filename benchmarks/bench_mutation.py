@@ -1,8 +1,9 @@
 """Mutation score of the failover suite: how many broken builds in mutations/ it catches, how fast.
 
 Runs ``pytest -m failover -x`` against every mutant (or ``--only NAME …``) through
-:mod:`harness.mutation`, or reads a results file of an earlier run (``--from
-reports/mutation.json``), and prints: the score (caught / mutants), the same for the silent
+:mod:`harness.mutation`, or reads results files of earlier runs (``--from
+reports/mutation.json …``; merged, a later file's outcome of a mutant replacing an earlier
+one's), and prints the table, then: the score (caught / mutants), the same for the silent
 mutants (no client-visible symptom in the happy path), per layer, the median and longest
 seconds to catch, and the survivors with their promises.
 """
@@ -47,16 +48,22 @@ def figures(outcomes: list[Outcome]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--from", dest="source", type=Path,
-                    help="print the figures of an earlier run's results file instead of running")
+    ap.add_argument("--from", dest="sources", type=Path, nargs="+", metavar="FILE",
+                    help="print the table and figures of earlier runs' results files (merged, "
+                         "later files win) instead of running")
     ap.add_argument("--only", nargs="+", default=[], metavar="NAME", help="these mutants only")
     ap.add_argument("--timeout", type=float, default=1800.0,
                     help="seconds one mutant's suite may run (default 1800)")
     args = ap.parse_args(argv)
-    if args.source is not None:
-        if not args.source.is_file():
-            ap.error(f"--from {args.source}: no such file")
-        outcomes = [Outcome(**o) for o in json.loads(args.source.read_text())["outcomes"]]
+    if args.sources:
+        merged: dict[str, Outcome] = {}
+        for source in args.sources:
+            if not source.is_file():
+                ap.error(f"--from {source}: no such file")
+            for o in json.loads(source.read_text())["outcomes"]:
+                merged[o["name"]] = Outcome(**o)
+        outcomes = list(merged.values())
+        print(mutation.table(outcomes))
     else:
         try:
             mutants = mutation.select(mutation.load_library(), args.only)

@@ -171,3 +171,28 @@ def test_the_library_covers_every_promise_and_every_mutant_applies() -> None:
     assert len(mutants) >= 25
     assert {m.promise for m in mutants} == set(mutation.PROMISES)
     mutation.check_library(mutants)
+
+
+def test_bench_merges_results_files_later_wins(tmp_path: Path, capsys) -> None:
+    import dataclasses
+    import json
+    import sys
+
+    sys.path.insert(0, str(mutation.ROOT / "benchmarks"))
+    import bench_mutation
+
+    def outcome(name: str, verdict: str, seconds: float) -> dict:
+        return dataclasses.asdict(Outcome(name, "M1", "core", True, verdict,
+                                          "scenarios.x::test_y" if verdict == "caught" else "",
+                                          "exclusive_claims" if verdict == "caught" else "",
+                                          seconds))
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(json.dumps({"outcomes": [outcome("core-a", "survived", 400),
+                                              outcome("core-b", "caught", 100)]}))
+    second.write_text(json.dumps({"outcomes": [outcome("core-a", "caught", 200)]}))
+    assert bench_mutation.main(["--from", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "mutants 2; caught 2/2" in out and "median 150" in out and "survived" not in out
+    with pytest.raises(SystemExit):
+        bench_mutation.main(["--from", str(tmp_path / "missing.json")])

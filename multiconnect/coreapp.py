@@ -208,6 +208,8 @@ class Coreapp:
             "epoch": self.own.epoch,
             "ownership_valid_for": round(max(0.0, self.own.valid_until - now), 3)
             if self.own.shard is not None else None,
+            "confirm_attempt_for": round(now - self.own.confirm_began, 3)
+            if self.own.confirming else None,
             "sent": self.sent,
             "wall_time": time.time(),
         }

@@ -5,11 +5,22 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, settle, wait_history, wait_ready, warm_up
+from helpers import (
+    attempt_in_flight,
+    hold,
+    label,
+    new_connect,
+    phase,
+    settle,
+    wait_history,
+    wait_ready,
+    warm_up,
+)
 
 from harness import bounds
 from harness.checkers import downtime, no_lost_acks, primary_masters, promotion, single_connected
 from harness.nemesis.kill import Kill
+from harness.nemesis.latency import Latency
 from harness.nemesis.pause import Pause
 from harness.verdict import judge
 
@@ -17,13 +28,16 @@ pytestmark = pytest.mark.failover
 
 
 def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures, *, fault,
-              bound, shard=0, title, after=None, others_bound=None):
-    """Warm up, inject ``fault(old)`` on shard's primary, wait for a new primary at the
-    gateway (or the bound + 5 s), let traffic flow, heal, judge."""
+              bound, shard=0, title, aim=None, after=None, others_bound=None):
+    """Warm up, ``aim(old)`` if given (wait for the moment to strike), inject ``fault(old)``
+    on shard's primary, wait for a new primary at the gateway (or the bound + 5 s), let
+    traffic flow, heal, ``after(old)``, judge."""
     with workload.running():
         with phase("workload: warm up"):
             warm_up(history)
         old = cluster.primary_coreapp(shard)
+        if aim is not None:
+            aim(old)
         f = fault(old)
         with phase(f"fault: {f.kind} {old} (primary coreapp of shard {shard})"):
             nemesis.start(f)
@@ -81,19 +95,34 @@ def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, 
     """A paused primary (its TCP connections stay open, it answers nothing) is replaced; the
     new primary never overlaps it at the gateway (its connection is dropped by keepalive
     before the fence lifts); resumed, it finds its ownership lapsed and rejoins as a
-    secondary."""
-    label("failover", "coreapp failover", "primary coreapp paused past unhealthy_interval")
+    secondary. The pause is aimed: the primary's database answers are slowed by 600 ms and
+    it is frozen the moment its own status says an ownership confirmation is in flight, so
+    on resume it reads that confirmation's late answer, whose validity must count from when
+    it was sent, long past (``exclusive_claims``, group ``shard-0``)."""
+    label("failover", "coreapp failover", "primary coreapp paused mid-confirmation")
     t = cluster.spec.timing
     bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
                                       t.gateway_ping_timeout)
+    slow: list[Latency] = []
+
+    def mid_confirmation(old: str) -> None:
+        slow.append(Latency(f"{old}->db", latency=600))
+        with phase(f"aim: 600 ms on every database answer to {old}; wait for a "
+                   "confirmation in flight"):
+            nemesis.start(slow[0])
+            wait_history(history,
+                         lambda h: attempt_in_flight(cluster, old, "confirm_attempt_for"),
+                         10 * t.heartbeat_interval, f"a confirmation in flight on {old}")
 
     def rejoined_as_secondary(old: str) -> None:
+        hold(1.5)  # its next confirmation's answer (h/2 + 0.6 s) ends any claim it resumed with
+        nemesis.heal(slow[0])
         state = wait_ready(cluster, 20)
         assert old not in state["connected"], (
             f"{old} is connected again after resuming; connected: {state['connected']}")
 
     _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Pause, bound=bound, after=rejoined_as_secondary,
+              fault=Pause, bound=bound, aim=mid_confirmation, after=rejoined_as_secondary,
               title="pause primary coreapp, then resume")
 
 

@@ -6,10 +6,10 @@ from functools import partial
 
 import pytest
 from helpers import (
+    attempt_in_flight,
     faulted,
     hold,
     label,
-    node_status,
     phase,
     settle,
     wait_history,
@@ -101,8 +101,9 @@ def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis,
         old = cluster.primary_master()
         with faulted(cluster, history, nemesis, Latency(f"{old}->db", latency=slow_ms),
                      f"fault: {slow_ms} ms on every database answer to {old}"):
-            in_flight = wait_history(history, lambda h: _renewal_in_flight(cluster, old),
-                                     2 * t.lease_ttl, f"a lease renewal in flight on {old}")
+            in_flight = wait_history(
+                history, lambda h: attempt_in_flight(cluster, old, "lease_attempt_for"),
+                2 * t.lease_ttl, f"a lease renewal in flight on {old}")
             f = Pause(old)
             with phase(f"fault: freeze {old} (renewal in flight: {in_flight})"):
                 nemesis.start(f)
@@ -127,19 +128,6 @@ def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis,
         ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
             title="primary master frozen mid-renewal", extra_figures={
                 "promotion": takeover, "bound": float(bound)})
-
-
-def _renewal_in_flight(cluster, master: str) -> bool | str:
-    """True once ``master`` says a lease attempt left less than 0.2 s ago (it then has about
-    0.4 s of the slowed answer left to be frozen in); ``"unknown"`` for an image whose status
-    does not say (the freeze then lands wherever it lands)."""
-    status = node_status(cluster, master)
-    if status is None:
-        return False
-    if "lease_attempt_for" not in status:
-        return "unknown"
-    age = status["lease_attempt_for"]
-    return age is not None and age < 0.2
 
 
 def test_all_masters_down_api_keeps_serving(cluster, history, nemesis, workload,

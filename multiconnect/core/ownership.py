@@ -127,6 +127,7 @@ class OwnershipCore:
     next_ping: float = math.inf
     confirming: bool = False
     confirm_ttl: float = 0.0
+    confirm_began: float = -math.inf  # when the confirmation in flight was issued
     connect_not_before: float = -math.inf
     connect_backoff: float = 0.2
     connect_timeout: float = 2.0  # opening the TCP connection; no timer once the line is out
@@ -176,6 +177,7 @@ class OwnershipCore:
         if not self.confirming and now >= self.next_confirm:
             self.confirming = True
             self.confirm_ttl = self.ttl
+            self.confirm_began = now
             actions.append(Confirm(self.ttl))
         if (
             self.valid(now)

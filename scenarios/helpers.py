@@ -103,19 +103,21 @@ def node_status(cluster: Any, name: str, timeout: float = 0.5) -> dict[str, Any]
     return body if isinstance(body, dict) else None
 
 
-def attempt_in_flight(cluster: Any, node: str, field: str, within: float = 0.2) -> bool | str:
+def attempt_in_flight(cluster: Any, node: str, field: str, since: float = 0.0,
+                      before: float = 0.2) -> bool | str:
     """True once ``node``'s own status says its database attempt ``field``
-    (``lease_attempt_for`` of a master, ``confirm_attempt_for`` of a coreapp) left less than
-    ``within`` s ago, so a freeze issued now lands while the answer is on its way (the
-    scenarios slow that node's database answers to widen the window); ``"unknown"`` for an
-    image whose status does not say (the freeze then lands wherever it lands)."""
+    (``lease_attempt_for`` of a master, ``confirm_attempt_for`` of a coreapp) has been on its
+    way for at least ``since`` and less than ``before`` seconds, so a freeze issued now lands
+    at that point of the attempt (the scenarios slow that node's database answers to widen
+    it); ``"unknown"`` for an image whose status does not say (the freeze then lands
+    wherever it lands)."""
     status = node_status(cluster, node)
     if status is None:
         return False
     if field not in status:
         return "unknown"
     age = status[field]
-    return age is not None and age < within
+    return age is not None and since <= age < before
 
 
 def connected_coreapps(cluster: Any) -> list[str]:

@@ -96,9 +96,11 @@ def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, 
     new primary never overlaps it at the gateway (its connection is dropped by keepalive
     before the fence lifts); resumed, it finds its ownership lapsed and rejoins as a
     secondary. The pause is aimed: the primary's database answers are slowed by 600 ms and
-    it is frozen the moment its own status says an ownership confirmation is in flight, so
-    on resume it reads that confirmation's late answer, whose validity must count from when
-    it was sent, long past (``exclusive_claims``, group ``shard-0``)."""
+    it is frozen when its own status says an ownership confirmation has been on its way for
+    0.65–0.85 s. A confirmation is two statements (the UPDATE, then the SELECT that reads its
+    token back), so the freeze lands while the second answer, "still yours", is on its way:
+    on resume the primary reads it, and its validity must count from when the confirmation
+    was sent, long past (``exclusive_claims``, group ``shard-0``)."""
     label("failover", "coreapp failover", "primary coreapp paused mid-confirmation")
     t = cluster.spec.timing
     bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
@@ -107,12 +109,12 @@ def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, 
 
     def mid_confirmation(old: str) -> None:
         slow.append(Latency(f"{old}->db", latency=600))
-        with phase(f"aim: 600 ms on every database answer to {old}; wait for a "
-                   "confirmation in flight"):
+        with phase(f"aim: 600 ms on every database answer to {old}; wait until its "
+                   "confirmation's second answer is on its way"):
             nemesis.start(slow[0])
-            wait_history(history,
-                         lambda h: attempt_in_flight(cluster, old, "confirm_attempt_for"),
-                         10 * t.heartbeat_interval, f"a confirmation in flight on {old}")
+            wait_history(history, lambda h: attempt_in_flight(
+                cluster, old, "confirm_attempt_for", since=0.65, before=0.85),
+                10 * t.heartbeat_interval, f"a confirmation's second answer on its way to {old}")
 
     def rejoined_as_secondary(old: str) -> None:
         hold(1.5)  # its next confirmation's answer (h/2 + 0.6 s) ends any claim it resumed with

@@ -5,7 +5,9 @@ outright, is not a fault of the system under test: every shard must keep serving
 coreapp may self-fence or reconnect. Before the cluster's names were pinned in each
 container's /etc/hosts, every new connection through toxiproxy asked the engine's embedded
 DNS server, so a busy engine stalled every shard at once; at CI timings a healthy owner then
-self-fenced (docs/engine-stalls.md). These scenarios fail on such a build.
+self-fenced (docs/engine-stalls.md). These scenarios fail on such a build. They guard the
+harness and the machine, not a promise of the roles (no broken build of the roles is caught
+here), so they are ``integration`` (``make test``, CI), not part of ``-m failover``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from harness.checkers import connections_kept, downtime, no_lost_acks, single_co
 from harness.nemesis.engine_freeze import EngineFreeze
 from harness.verdict import judge
 
-pytestmark = pytest.mark.failover
+pytestmark = pytest.mark.integration
 
 BYSTANDERS = 5
 

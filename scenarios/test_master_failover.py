@@ -63,7 +63,7 @@ def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis
             seen = wait_history(history, lambda h: new_primary_master(h, old, start),
                                 float(bound) + 5, "another primary master")
         with phase("traffic with the new primary master"):
-            hold(2)
+            hold(1)
         with phase(f"heal: restart {old}"):
             nemesis.heal(f)
             settle(cluster, history)  # the end-state check needs the restarted master's answers

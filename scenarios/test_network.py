@@ -95,7 +95,7 @@ def test_answers_lost_across_a_promotion_stay_unknown(cluster, history, nemesis,
                         f"fault: cut every master from {pc}") as start:
             wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
                          "a new primary at the gateway")
-            hold(2)
+            hold(1)  # a retry is given up on by M + 2 s + refresh: before the new connect
     lost = unknown_but_delivered(history.events())
     assert lost, ("scenario did not provoke its case: no send whose answer was lost was "
                   "delivered (check the latency fault on the webapp link)")

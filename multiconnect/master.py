@@ -63,7 +63,6 @@ class Master:
         self.tasks: set[asyncio.Task] = set()
         self.session: aiohttp.ClientSession | None = None
         self.was_primary = False
-        self.lease_sent: float | None = None  # monotonic send time of the attempt in flight
 
     # ------------------------------------------------------------------ lease
     async def lease_loop(self) -> None:
@@ -77,18 +76,16 @@ class Master:
         while not self.stop.is_set():
             now = self.clock.monotonic()
             if self.lease.due(now):
-                sent = self.lease_sent = now
+                sent = now
                 my_epoch = self.lease.begin(now)
                 try:
                     decision, holder, epoch = await call(
                         self.db_lease, dbq.lease_attempt, self.cfg.name, my_epoch,
                         self.cfg.lease_ttl)
                 except DatabaseError as e:
-                    self.lease_sent = None
                     self.lease.failed(self.clock.monotonic())
                     log.warning("lease attempt failed: %s", e)
                 else:
-                    self.lease_sent = None
                     now = self.clock.monotonic()
                     if decision is LeaseDecision.BUSY:
                         self.lease.busy(now, holder)
@@ -248,8 +245,8 @@ class Master:
             "lease_epoch": self.lease.epoch,
             "lease_valid_for": round(self.lease.valid_until - now, 3) if primary else 0.0,
             "lease_holder": self.lease.holder_seen,
-            "lease_attempt_for": None if self.lease_sent is None
-            else round(now - self.lease_sent, 3),
+            "lease_attempt_for": round(now - self.lease.attempt_began, 3)
+            if self.lease.in_flight else None,
             "settings": self.settings.to_api(),
             "wall_time": time.time(),
         }

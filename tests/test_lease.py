@@ -152,7 +152,9 @@ def test_next_attempt_exactly_one_renew_period_after_the_answer(core, clock):
 
 
 def test_not_due_while_an_attempt_is_in_flight(core, clock):
+    began = clock.now
     core.begin(clock.now)
+    assert core.in_flight and core.attempt_began == began  # the status's lease_attempt_for
     goto(clock, START + 10 * TTL)
     assert not core.due(clock.now)
     core.failed(clock.now)

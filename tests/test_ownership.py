@@ -81,9 +81,11 @@ def connect(core: OwnershipCore, clock: FakeClock, shard: int = 0, epoch: int = 
 
 
 def test_fresh_core_first_tick_confirms_and_nothing_else(core, clock):
+    began = clock.now
     assert core.tick(clock.now) == [Confirm(core.ttl)]
     assert core.tick(clock.now) == [], "a confirmation is already in flight"
     clock.advance(100.0)
+    assert core.confirming and core.confirm_began == began  # the status's confirm_attempt_for
     assert core.tick(clock.now) == [], "still in flight: no second confirmation"
     assert not core.valid(clock.now)
     assert not core.may_send(0, clock.now)

@@ -51,6 +51,7 @@ class LeaseCore:
     valid_until: float = -math.inf
     next_attempt: float = -math.inf
     in_flight: bool = False
+    attempt_began: float = -math.inf  # when the attempt in flight was sent
     holder_seen: str | None = None
 
     @property
@@ -66,6 +67,7 @@ class LeaseCore:
     def begin(self, now: float) -> int | None:
         """Start an attempt; returns the epoch we believe we hold (for ``decide``)."""
         self.in_flight = True
+        self.attempt_began = now
         return self.epoch if self.is_primary(now) else None
 
     def granted(self, sent_at: float, now: float, epoch: int) -> None:

@@ -489,7 +489,7 @@ def api_factory(cluster: Any, k: int = 1, timeout: float = 1.0) -> Callable[[], 
     return make
 
 
-def _status_url(cluster: Any, name: str) -> Callable[[], str]:
+def status_url(cluster: Any, name: str) -> Callable[[], str]:
     """A node's own status endpoint, reached directly on the run's network."""
     return lambda: f"http://{cluster.nodes[name].ip}:{PORTS['internal']}/internal/status"
 
@@ -534,7 +534,7 @@ class Workload:
             for name in sorted(getattr(cluster, "nodes", {})):
                 if name.startswith(("master-", "coreapp-")):
                     self.observers.append(ClaimSampler(
-                        name, _status_url(cluster, name), history, interval=claims_interval,
+                        name, status_url(cluster, name), history, interval=claims_interval,
                         duration=duration + 60))
         self.gateway: GatewayRecorder | None = None
         if gateway:

@@ -93,11 +93,9 @@ def node_status(cluster: Any, name: str, timeout: float = 0.5) -> dict[str, Any]
     answer in time)."""
     import requests
 
-    from harness.links import PORTS
+    from harness.workload import status_url
     try:
-        r = requests.get(f"http://{cluster.nodes[name].ip}:{PORTS['internal']}/internal/status",
-                         timeout=timeout)
-        body = r.json()
+        body = requests.get(status_url(cluster, name)(), timeout=timeout).json()
     except (requests.RequestException, ValueError):
         return None
     return body if isinstance(body, dict) else None

@@ -44,6 +44,26 @@ def new_primary_master(history, old: str, since: float):
     return None
 
 
+def _judge_takeover(cluster, history, seen, start: float, bound, fault: str, mc_artifacts,
+                    record_figures, title: str) -> None:
+    """The lease moved within ``bound`` of ``start`` (``seen``: the first health snapshot
+    naming another primary), and traffic did not notice: no downtime beyond the margin, no
+    coreapp promotion, one connection per shard, no lost ack, one primary master at the end."""
+    takeover = round(seen.time - start, 3) if seen else None
+    assert takeover is not None, (
+        f"CHECK FAILED: no other primary master within {bound} after {fault}")
+    assert takeover <= float(bound), (
+        f"CHECK FAILED: lease takeover took {takeover:.3f}s > bound {bound}")
+    with phase("check"):
+        judge(history.events(), [
+            partial(downtime, bound=bounds.MARGIN),
+            partial(no_promotion, shard=0),
+            single_connected, no_lost_acks,
+            partial(primary_masters, last=3),
+        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
+            title=title, extra_figures={"promotion": takeover, "bound": float(bound)})
+
+
 def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis, workload,
                                                        mc_artifacts, record_figures):
     """The primary master is SIGKILLed: a secondary takes the lease within T + T/3 + margin;
@@ -67,20 +87,8 @@ def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis
         with phase(f"heal: restart {old}"):
             nemesis.heal(f)
             settle(cluster, history)  # the end-state check needs the restarted master's answers
-    takeover = round(seen.time - start, 3) if seen else None
-    assert takeover is not None, (
-        f"CHECK FAILED: no other primary master within {bound} after killing {old}")
-    assert takeover <= float(bound), (
-        f"CHECK FAILED: lease takeover took {takeover:.3f}s > bound {bound}")
-    with phase("check"):
-        judge(history.events(), [
-            partial(downtime, bound=bounds.MARGIN),
-            partial(no_promotion, shard=0),
-            single_connected, no_lost_acks,
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title="kill primary master", extra_figures={"promotion": takeover,
-                                                       "bound": float(bound)})
+    _judge_takeover(cluster, history, seen, start, bound, f"killing {old}", mc_artifacts,
+                    record_figures, "kill primary master")
 
 
 def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis, workload,
@@ -114,20 +122,8 @@ def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis,
             with phase(f"heal: resume {old}; it must step down"):
                 nemesis.heal(f)
                 hold(t.lease_ttl / 3 + 1)  # past its next attempt, whose answer is slowed
-    takeover = round(seen.time - start, 3) if seen else None
-    assert takeover is not None, (
-        f"CHECK FAILED: no other primary master within {bound} after freezing {old}")
-    assert takeover <= float(bound), (
-        f"CHECK FAILED: lease takeover took {takeover:.3f}s > bound {bound}")
-    with phase("check"):
-        judge(history.events(), [
-            partial(downtime, bound=bounds.MARGIN),
-            partial(no_promotion, shard=0),
-            single_connected, no_lost_acks,
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title="primary master frozen mid-renewal", extra_figures={
-                "promotion": takeover, "bound": float(bound)})
+    _judge_takeover(cluster, history, seen, start, bound, f"freezing {old}", mc_artifacts,
+                    record_figures, "primary master frozen mid-renewal")
 
 
 def test_all_masters_down_api_keeps_serving(cluster, history, nemesis, workload,

@@ -25,6 +25,7 @@ the same recipients, before this history's sends: those are not this send's mess
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -151,14 +152,10 @@ def refused_not_delivered(events: Sequence[Event], *,
     """Valid iff no send answered 503 ("certainly not sent") was delivered to its recipient."""
     prep = prepare(events)
     ops, _ = pair_ops(prep, "send")
-    invoked: dict[str, int] = {}
-    for op in ops:
-        to = op.invoke.value.get("to")
-        if to is not None:
-            invoked[str(to)] = invoked.get(str(to), 0) + 1
+    invoked = Counter(str(op.invoke.value["to"]) for op in ops if "to" in op.invoke.value)
     refused = {str(op.get("to")): op for op in ops
                if op.type == "fail" and op.get("status") == 503 and op.get("to") is not None}
-    ambiguous = [to for to in refused if invoked.get(to, 0) > 1]
+    ambiguous = [to for to in refused if invoked[to] > 1]
     for to in ambiguous:
         del refused[to]
     delivered: dict[str, Event] = {}

@@ -30,6 +30,11 @@ HEALTH_SLACK: float = 1.5
 #: Extra wait after the old owner's validity before a new owner may connect (contracts.md).
 FENCE_SLACK: float = 0.5
 
+#: The fraction of the lease TTL a primary master trusts its lease for, counted from when it
+#: sent the renewal (``LeaseCore.safety``; contracts.md): the database's expiry must not end
+#: before it.
+LEASE_SAFETY: float = 0.9
+
 #: A coreapp's clock-rate allowance (fencing.md A1): its waits on its own clock are divided by
 #: this (``OwnershipCore.rate_safety``).
 RATE_SAFETY: float = 0.9

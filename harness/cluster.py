@@ -29,7 +29,7 @@ import requests
 
 from multiconnect.sharding import recipients_for_shard
 
-from . import cleanup
+from . import bounds, cleanup, db_record
 from .addresses import AddressPlan, create_network
 from .api import ApiClient, ApiError, roles_from_health
 from .engine import ensure_engine, print_to_stderr
@@ -253,6 +253,8 @@ class Cluster:
             checks.append(("NFS server", nfs_ok))
         for what, check in checks:
             self._wait(check, timeout, what)
+        with contextlib.closing(self.db_connect()) as conn:
+            db_record.create_accounts(conn, DB_NAME, self.spec.all_nodes, self.db_password)
         self.toxiproxy = Toxiproxy(f"http://{self.nodes['toxiproxy'].ip}:8474")
         self.toxiproxy.populate([
             {"name": lk.name, "listen": f"0.0.0.0:{lk.listen_port}", "upstream": lk.upstream,
@@ -272,7 +274,7 @@ class Cluster:
         db_link = self.links[f"{name}->db"]
         env = {
             "WA_DB_ENGINE": "MYSQL", "WA_DB_HOSTNAME": "toxiproxy",
-            "WA_DB_PORT": str(db_link.listen_port), "WA_DB_USERNAME": DB_USER,
+            "WA_DB_PORT": str(db_link.listen_port), "WA_DB_USERNAME": name,
             "WA_DB_PASSWORD": self.db_password, "WA_DB_NAME": DB_NAME,
             "WA_NODE_NAME": name, "EXTERNAL_HOSTNAME": name,
             "WA_HEARTBEAT_INTERVAL": str(tm.heartbeat_interval),
@@ -333,6 +335,7 @@ class Cluster:
             return True
 
         self._wait(first_login, timeout, "admin login through webapp-1")
+        self._wait(self.install_db_record, timeout, "the database's record (harness.db_record)")
         if self.spec.shards > 1:
             self._wait(lambda: self._check_alive() or self.set_shards(self.spec.shards),
                        timeout, f"POST /v1/account/shards to {self.spec.shards} shards")
@@ -460,6 +463,30 @@ class Cluster:
         return pymysql.connect(host=self.nodes["db"].ip, port=PORTS["db"], user="root",
                                password=self.db_root_password, connect_timeout=int(timeout),
                                read_timeout=timeout, autocommit=True)
+
+    def install_db_record(self) -> bool:
+        """Triggers of :mod:`harness.db_record` in place (the schema exists once an admin
+        can log in); True when both are."""
+        with contextlib.closing(self.db_connect()) as conn:
+            return len(db_record.install(conn, DB_NAME)) == 2
+
+    def db_record_end(self) -> int:
+        with contextlib.closing(self.db_connect()) as conn:
+            return db_record.end(conn)
+
+    def db_record_rows(self, since: int) -> list[dict[str, Any]]:
+        with contextlib.closing(self.db_connect()) as conn:
+            return db_record.read(conn, since)
+
+    def db_record_settings(self) -> dict[str, Any]:
+        """What the record is judged by (:func:`harness.checkers.db_record`): the lease TTL,
+        the fraction of it a holder trusts, the fence a promotion must leave after the old
+        owner's validity, and which account is which node."""
+        tm = self.spec.timing
+        return {"lease_ttl": tm.lease_ttl, "lease_safety": bounds.LEASE_SAFETY,
+                "fence_extra": tm.gateway_ping_timeout + bounds.FENCE_SLACK,
+                "accounts": {n: n for n in self.spec.all_nodes},
+                "masters": self.spec.node_names("master")}
 
     def shard_map(self) -> dict[int, dict[str, Any]]:
         """The shard map table, read directly from the database (as an operator would)."""

@@ -14,6 +14,10 @@ anything, so they record only completions:
   ``claim`` ``ok {"node","kind","group","epoch","valid_for","sent"}`` when the node says it
   holds the master lease or a confirmed shard ownership (:func:`claim_of`); answers that
   claim nothing and failed requests are not recorded (``exclusive_claims`` judges them);
+- :class:`DbRecorder` (``db-record``): the database's own record of lease and shard-map
+  changes (:mod:`harness.db_record`), pulled by id; first ``info`` ``db-record`` with the
+  settings the record is judged by, then each change as ``info`` ``db-lease`` or ``db-shard``
+  placed at the database's own time of the change (``at``);
 - :class:`GatewayRecorder` (``gateway``): the gateway stand-in's event log, pulled with
   ``/events?since=N``; every event becomes ``info`` ``gw-<type>`` placed on the history's
   clock at the event's own unix time (``at_wall``). A gateway restart (``next < since``)
@@ -222,4 +226,48 @@ class GatewayRecorder(Poller):
         try:
             self.poll()
         except Exception:  # noqa: BLE001 - the gateway may be gone already
+            self.errors += 1
+
+
+class DbRecorder(Poller):
+    """Pulls the database's record (``read(since) -> rows``) every ``interval`` s; the
+    first event states ``settings`` (what :func:`harness.checkers.db_record` judges by:
+    ``lease_ttl``, ``lease_safety``, ``fence_extra``, ``accounts``). ``stop()`` pulls once
+    more."""
+
+    name = "db-record"
+
+    def __init__(self, read: Callable[[int], list[dict[str, Any]]], history: History,
+                 settings: dict[str, Any], since: int = 0, interval: float = 1.0,
+                 **kw: Any) -> None:
+        super().__init__(interval, **kw)
+        self.read = read
+        self.history = history
+        self.settings = settings
+        self.since = since
+        self.recorded = 0
+        self._lock = threading.Lock()
+
+    def start(self) -> DbRecorder:
+        self.history.append("db-record", "info", "db-record", dict(self.settings))
+        super().start()
+        return self
+
+    def poll(self) -> None:
+        with self._lock:
+            for _ in range(100):  # bounded: 100 pages
+                rows = self.read(self.since)
+                for row in rows:
+                    f = "db-lease" if row["table"] == "lease" else "db-shard"
+                    self.history.append("db-record", "info", f, row, at_wall=row["at"])
+                    self.since = max(self.since, row["id"])
+                    self.recorded += 1
+                if not rows:
+                    return
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        try:
+            self.poll()
+        except Exception:  # noqa: BLE001 - the database may be unreachable at the end
             self.errors += 1

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .checkers import Result, exclusive_claims, no_duplicates, prepare, refused_not_delivered
+from .checkers import (
+    Result,
+    db_record,
+    exclusive_claims,
+    no_duplicates,
+    prepare,
+    refused_not_delivered,
+)
 from .history import Event
 from .scrub import Scrubber
 
@@ -27,7 +34,8 @@ Check = Callable[[Sequence[Event]], Result]
 #: scenario. ``no_duplicates`` with its default ``allow="none"``: no client here ever resends,
 #: so a message the gateway receives twice was resent by the roles. ``refused_not_delivered``:
 #: a 503 tells the client the message was certainly not sent, so it must not arrive.
-ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates, refused_not_delivered)
+#: ``db_record``: every lease and shard-map change the database recorded was allowed.
+ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates, refused_not_delivered, db_record)
 
 
 def with_always(checks: Iterable[Check]) -> list[Check]:

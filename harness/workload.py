@@ -42,11 +42,19 @@ from urllib3.exceptions import NewConnectionError
 from harness.api import ApiClient
 from harness.history import History
 from harness.links import PORTS
-from harness.observe import ClaimSampler, GatewayRecorder, HealthPoller, Poller, ShardMapPoller
+from harness.observe import (
+    ClaimSampler,
+    DbRecorder,
+    GatewayRecorder,
+    HealthPoller,
+    Poller,
+    ShardMapPoller,
+)
 from multiconnect.sharding import shard_of
 
 __all__ = [
-    "ClaimSampler", "GatewayRecorder", "HealthPoller", "MediaRoundTrip", "MessageSender", "Poller",
+    "ClaimSampler", "DbRecorder", "GatewayRecorder", "HealthPoller", "MediaRoundTrip",
+    "MessageSender", "Poller",
     "RecipientStream", "SenderStats", "ShardMapPoller", "Workload", "classify_exception",
     "classify_response",
 ]
@@ -499,8 +507,9 @@ class Workload:
 
     ``rate`` messages/s through webapp 1 (``webapp`` picks another); ``media`` uploads per s
     (0 disables); ``duration`` bounds every loop. Observers: health (through the webapp),
-    shard map (database), gateway log, and every master's and coreapp's own status (claims,
-    every ``claims_interval`` s). ``stop()`` stops the clients first, then pulls the
+    shard map (database), gateway log, the database's record of lease and shard-map changes
+    (``db_record``), and every master's and coreapp's own status (claims, every
+    ``claims_interval`` s). ``stop()`` stops the clients first, then pulls the
     gateway log one last time so every delivery acknowledged before is recorded.
     """
 
@@ -509,7 +518,8 @@ class Workload:
                  shardmap: bool = True, gateway: bool = True, webapp: int = 1,
                  duration: float = 600.0, count: int | None = None,
                  health_interval: float = 0.3, shardmap_interval: float = 0.5,
-                 claims: bool = True, claims_interval: float = 0.2) -> None:
+                 claims: bool = True, claims_interval: float = 0.2,
+                 db_record: bool = True) -> None:
         self.cluster = cluster
         self.history = history
         webapps = cluster.spec.webapps
@@ -536,6 +546,11 @@ class Workload:
                     self.observers.append(ClaimSampler(
                         name, status_url(cluster, name), history, interval=claims_interval,
                         duration=duration + 60))
+        if db_record and hasattr(cluster, "db_record_rows"):
+            self.observers.append(DbRecorder(cluster.db_record_rows, history,
+                                             cluster.db_record_settings(),
+                                             since=cluster.db_record_end(),
+                                             duration=duration + 60))
         self.gateway: GatewayRecorder | None = None
         if gateway:
             self.gateway = GatewayRecorder(lambda: cluster.gateway_url, history,

@@ -72,8 +72,13 @@ def test_kill_primary_coreapp_heartbeat_failover(cluster, history, nemesis, work
     t = cluster.spec.timing
     bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
                                       t.gateway_ping_timeout)
-    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Kill, bound=bound, title="kill primary coreapp (heartbeat failover)")
+    results = _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+                        fault=Kill, bound=bound,
+                        title="kill primary coreapp (heartbeat failover)")
+    # db_record passes on an empty record: make sure the database recorded this failover
+    record = next(r for r in results if r.name == "db_record")
+    assert record.figures["promotions"] and record.figures["confirmations"], (
+        f"the database's record missed the promotion: {record.explanation}")
 
 
 @pytest.mark.topology(masters=1)

@@ -15,6 +15,7 @@ import pytest
 from harness.checkers import (
     CHECKERS,
     claims,
+    db_record,
     exclusive_claims,
     no_duplicates,
     refused_not_delivered,
@@ -149,12 +150,12 @@ def test_an_unreachable_node_is_counted_not_recorded() -> None:
 
 
 def test_every_judged_scenario_runs_the_always_checks(tmp_path) -> None:
-    assert with_always([]) == [exclusive_claims, no_duplicates, refused_not_delivered]
+    assert with_always([]) == [exclusive_claims, no_duplicates, refused_not_delivered, db_record]
     bound = partial(exclusive_claims, name="claims again")
-    assert with_always([bound]) == [bound, no_duplicates, refused_not_delivered]
+    assert with_always([bound]) == [bound, no_duplicates, refused_not_delivered, db_record]
     overlap = [claim(0, 1.0, "master-1", "lease", 0.3),
                claim(1, 1.2, "master-2", "lease", 4.5, epoch=2)]
     with pytest.raises(AssertionError, match="CHECK FAILED: exclusive_claims"):
         judge(overlap, [], artifacts=tmp_path)
     assert [r.name for r in judge(overlap[:1], [], artifacts=tmp_path)] == [
-        "exclusive_claims", "no_duplicates", "refused_not_delivered"]
+        "exclusive_claims", "no_duplicates", "refused_not_delivered", "db_record"]

@@ -14,7 +14,7 @@ import requests
 from harness.checkers import media as media_checker
 from harness.checkers import pair_ops
 from harness.history import History
-from harness.observe import GatewayRecorder, HealthPoller, ShardMapPoller
+from harness.observe import DbRecorder, GatewayRecorder, HealthPoller, ShardMapPoller
 from harness.workload import (
     MediaRoundTrip,
     MessageSender,
@@ -376,6 +376,27 @@ def test_gateway_recorder_places_events_at_their_wall_time_and_handles_restarts(
     http.log.append(gw_event(1, base + 21, "disconnect"))
     rec.stop()  # never started: stop still pulls what is left
     assert h.events()[-1].f == "gw-disconnect"
+
+
+def test_db_recorder_states_its_settings_then_places_changes_at_database_time():
+    h = History()
+    base = h.time_of_wall(0) * -1
+    table = [{"id": i, "at": base + 5 + i, "table": "lease" if i % 2 else "shard"}
+             for i in range(1, 6)]
+    reads: list[int] = []
+
+    def read(since: int) -> list[dict]:
+        reads.append(since)
+        return [r for r in table if r["id"] > since][:2]  # pages of two
+
+    rec = DbRecorder(read, h, {"lease_ttl": 5.0}, since=1, interval=60)
+    rec.start()
+    rec.stop()  # the first tick and the final pull
+    evs = h.events()
+    assert evs[0].f == "db-record" and evs[0].value == {"lease_ttl": 5.0}
+    assert [e.f for e in evs[1:]] == ["db-shard", "db-lease", "db-shard", "db-lease"]
+    assert [round(e.time, 6) for e in evs[1:]] == [7.0, 8.0, 9.0, 10.0]
+    assert rec.since == 5 and rec.recorded == 4 and reads[0] == 1
 
 
 # -- media -------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from harness.checkers.connections import (
     connections_kept,
     single_connected,
 )
+from harness.checkers.db_record import db_record
 from harness.checkers.downtime import Outage, downtime, outages
 from harness.checkers.faults import FaultWindow, fault_windows, find_fault
 from harness.checkers.growth import no_steady_growth
@@ -36,6 +37,7 @@ CHECKERS = {
     "no_lost_acks": no_lost_acks,
     "no_duplicates": no_duplicates,
     "refused_not_delivered": refused_not_delivered,
+    "db_record": db_record,
     "media": media,
     "primary_masters": primary_masters,
     "exclusive_claims": exclusive_claims,
@@ -48,7 +50,8 @@ __all__ = [
     "CHECKERS", "Checker", "Claim", "Connection", "FaultWindow", "Figure", "Op", "Outage",
     "Prepared",
     "availability", "claims", "connections_kept", "exclusive_claims", "recovery",
-    "Result", "compose", "connections", "downtime", "fault_windows", "find_fault", "media",
+    "Result", "compose", "connections", "db_record", "downtime", "fault_windows", "find_fault",
+    "media",
     "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
     "pair_ops", "prepare",
     "primary_masters", "promotion", "refused_not_delivered", "single_connected",

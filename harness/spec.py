@@ -58,9 +58,13 @@ class Topology:
         return d
 
     def with_(self, **changes: Any) -> Topology:
-        """A copy with changes; timing keys may be given flat (``heartbeat_interval=5``)."""
+        """A copy with changes; timing keys may be given flat (``heartbeat_interval=5``), and
+        ``timing`` as a preset name, a ``Timing`` or a function of the current ``Timing`` (a
+        test's marker relative to the session's preset)."""
         timing_keys = {f.name for f in fields(Timing)}
         t = {k: changes.pop(k) for k in list(changes) if k in timing_keys}
+        if callable(changes.get("timing")):
+            changes["timing"] = changes["timing"](self.timing)
         if "timing" in changes and isinstance(changes["timing"], str):
             name = changes.pop("timing")
             if name not in TIMINGS:

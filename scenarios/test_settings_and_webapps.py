@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -17,8 +18,21 @@ from harness.nemesis.kill import Kill
 from harness.verdict import judge
 from harness.wait import wait_for
 from harness.workload import Workload, api_factory
+from multiconnect.timing import Timing
 
 pytestmark = pytest.mark.failover
+
+
+def _slower_detector(t: Timing) -> Timing:
+    """The nodes start (environment) with twice the heartbeat and three times the unhealthy
+    interval of the session's preset; the settings test lowers them back through the API."""
+    return replace(t, heartbeat_interval=2 * t.heartbeat_interval,
+                   unhealthy_interval=3 * t.unhealthy_interval)
+
+
+#: One cluster for this file's tests (the webapp test needs two webapps and does not depend
+#: on the detector's timing).
+CLUSTER = pytest.mark.topology(webapps=2, timing=_slower_detector)
 
 STATUS = ("python3 -c \"import urllib.request; print(urllib.request.urlopen("
           "'http://127.0.0.1:6250/internal/status', timeout=2).read().decode())\"")
@@ -51,16 +65,19 @@ INVALID_SETTINGS = (
 )
 
 
+@CLUSTER
 def test_patch_settings_reaches_every_master_and_changes_failover(cluster, history, nemesis,
                                                                   workload, mc_artifacts,
                                                                   record_figures):
     """PATCH /v1/settings/application with new heartbeat/unhealthy intervals: the API shows
     them, every master applies them, and the next failover follows the new values (it takes
-    at least the new unhealthy_interval, at most its bound)."""
+    at least the new unhealthy_interval, at most its bound). The new values are LOWER than
+    the ones the nodes were started with (half h, a third of u): a node that keeps judging
+    by its start-up value promotes after about the old u, past the new bound."""
     label("failover", "procedures", "settings change applied cluster-wide")
     api = cluster.api()
     old = api.settings()
-    new_h, new_u = old["heartbeat_interval"] + 1, 2 * old["unhealthy_interval"]
+    new_h, new_u = old["heartbeat_interval"] // 2, old["unhealthy_interval"] // 3
     for body in INVALID_SETTINGS:
         bad = api.patch_settings(body)
         assert bad.status_code == 400 and "errors" in bad.json(), (
@@ -72,8 +89,10 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
     try:
         assert r.status_code == 200, f"PATCH failed: {r.status_code} {r.text}"
         assert api.settings()["unhealthy_interval"] == new_u
-        masters_apply(cluster, new_u, timeout=3 * new_h + 5)
-        time.sleep(new_u)  # let every master's heartbeat view settle on the new period
+        masters_apply(cluster, new_u, timeout=3 * old["heartbeat_interval"] + 5)
+        # every master's heartbeat view settles on the new period, and every coreapp (which
+        # re-reads the settings every old h) confirms with the new ownership TTL
+        time.sleep(max(new_u, 2 * old["heartbeat_interval"]))
         bound = bounds.heartbeat_failover(new_h, new_u, cluster.spec.timing.gateway_ping_timeout)
         with workload.running():
             warm_up(history)
@@ -100,7 +119,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
         masters_apply(cluster, old["unhealthy_interval"], timeout=3 * new_h + 5)
 
 
-@pytest.mark.topology(webapps=2)
+@CLUSTER
 def test_killing_one_webapp_costs_a_retrying_client_nothing(cluster, history, nemesis,
                                                             mc_artifacts, record_figures):
     """With two webapps, a client that retries a refused request on the other webapp sees

@@ -307,3 +307,11 @@ def test_good(mc_topology):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_timing_given_as_a_function_of_the_current_timing() -> None:
+    base = Topology().with_(timing="documented")
+    spec = base.with_(webapps=2, timing=lambda t: dataclasses.replace(
+        t, unhealthy_interval=3 * t.unhealthy_interval))
+    assert spec.timing.unhealthy_interval == 90 and spec.timing.heartbeat_interval == 5
+    assert spec.webapps == 2 and base.timing.unhealthy_interval == 30

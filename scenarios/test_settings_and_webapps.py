@@ -25,9 +25,13 @@ pytestmark = pytest.mark.failover
 
 def _slower_detector(t: Timing) -> Timing:
     """The nodes start (environment) with twice the heartbeat and three times the unhealthy
-    interval of the session's preset; the settings test lowers them back through the API."""
+    interval of the session's preset; the settings test lowers them back through the API.
+    The database detector (not a live setting) is three times slower too, so that, as with
+    the documented defaults (u 30 s, stale 120 s), the heartbeat detector is the fast one and
+    a node still judging by its start-up u cannot be rescued by the database detector."""
     return replace(t, heartbeat_interval=2 * t.heartbeat_interval,
-                   unhealthy_interval=3 * t.unhealthy_interval)
+                   unhealthy_interval=3 * t.unhealthy_interval,
+                   db_monitor_scale=3 * t.db_monitor_scale)
 
 
 #: One cluster for this file's tests (the webapp test needs two webapps and does not depend
@@ -102,6 +106,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
             start = history.now()
             seen = wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
                                 "a new primary")
+            hold(2)  # traffic after the promotion; health reports the new primary
             nemesis.heal(f)
         took = seen.time - start if seen else None
         assert took is None or took >= new_u - new_h, (

@@ -42,6 +42,8 @@ from .wait import WaitTimeout, wait_for
 
 Progress = Callable[[str], None]
 DB_NAME, DB_USER = "waent", "waent"
+#: Seconds a webapp's media call may take (``WA_MEDIA_TIMEOUT``).
+MEDIA_TIMEOUT = 1.5
 FAKETIME_FILE = "/run/faketime/offset"
 
 
@@ -297,7 +299,9 @@ class Cluster:
                 env["WA_MEDIA_PATH"] = f"nfs://toxiproxy:{port}/export"
             else:
                 env["WA_MEDIA_PATH"] = "/usr/local/wamedia"
-            env["WA_MEDIA_TIMEOUT"] = "2"
+            # below the roles' default (3 s) by more than the bounds' margin, so a webapp that
+            # ignores the setting fails the NFS outage's fail-fast bound (timeout + margin)
+            env["WA_MEDIA_TIMEOUT"] = str(MEDIA_TIMEOUT)
         return env
 
     def _run_nodes(self) -> None:

@@ -53,21 +53,27 @@ def test_database_outage_recovers(variant, cluster, history, nemesis, workload, 
 
 def test_nfs_outage_media_fails_fast_text_unaffected(cluster, history, nemesis, workload,
                                                      mc_artifacts, record_figures):
-    """The NFS server is black-holed (its calls hang, the case a timeout is for): media
-    uploads and downloads fail fast (within the media timeout + margin, before the client's
-    own 3 s timeout) with the API's error envelope; text messages are unaffected; media works
-    again after the outage, including items uploaded before it."""
+    """The NFS server is black-holed for 4.5 s (its calls hang: the case a timeout is for;
+    longer than the roles' 3 s default timeout), then refused for 2 s (links cut: a new
+    mount fails at once): media uploads and downloads
+    fail fast (within the media timeout + margin) with the API's error envelope; text
+    messages are unaffected; media works again after the outage, including items uploaded
+    before it."""
     label("failover", "storage", "NFS outage")
     t = cluster.spec.timing
     media_timeout = float(cluster.node_env("webapp-1", "webapp")["WA_MEDIA_TIMEOUT"])
     with workload.running():
         warm_up(history)
-        f = NfsOutage("blackhole")
-        with phase("fault: NFS server black-holed for 5 s"):
-            nemesis.start(f)
-            hold(5)  # five media round trips (one a second) fail
+        hung, refused = NfsOutage("blackhole"), NfsOutage("links")
+        with phase("fault: NFS server black-holed for 4.5 s"):
+            nemesis.start(hung)
+            hold(4.5)  # media round trips (one a second) hang until the media timeout
+        with phase("fault: NFS server refused for 2 s"):
+            nemesis.heal(hung)
+            nemesis.start(refused)
+            hold(2)  # the hung connections were dropped: every call mounts anew, refused
         with phase("heal"):
-            nemesis.heal(f)
+            nemesis.heal(refused)
             hold(5)
     judge(history.events(), [
         partial(media, outages=("nfs-outage",), fail_fast=media_timeout + bounds.MARGIN,

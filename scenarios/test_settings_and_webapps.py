@@ -13,11 +13,11 @@ from helpers import hold, label, new_connect, phase, wait_history, warm_up
 
 from harness import bounds
 from harness.api import FailoverClient
-from harness.checkers import downtime, no_lost_acks, promotion, single_connected
+from harness.checkers import downtime, media, no_lost_acks, promotion, single_connected
 from harness.nemesis.kill import Kill
 from harness.verdict import judge
 from harness.wait import wait_for
-from harness.workload import Workload, api_factory
+from harness.workload import MediaRoundTrip, Workload, api_factory
 from multiconnect.timing import Timing
 
 pytestmark = pytest.mark.failover
@@ -128,22 +128,51 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
 def test_killing_one_webapp_costs_a_retrying_client_nothing(cluster, history, nemesis,
                                                             mc_artifacts, record_figures):
     """With two webapps, a client that retries a refused request on the other webapp sees
-    no downtime beyond the margin when one webapp is killed."""
+    no downtime beyond the margin when one webapp is killed; media uploaded through the
+    killed webapp reads back intact through the other one while it is down (the store is
+    shared, not the webapp's own)."""
     label("failover", "procedures", "second webapp takes over the API traffic", "normal")
     w = Workload(cluster, history, rate=20, media=0)
+    # media written through webapp-1 before it dies, read back through webapp-2 while it is
+    # down (one process of its own: the workload's round trip would wait on the dead webapp)
+    media_rt = MediaRoundTrip({k: api_factory(cluster, int(k[-1]), 3.0)
+                               for k in ("webapp-1", "webapp-2")}, history,
+                              process="media-writer-gone", seed=1)
     # the sender's clients retry a refused or dropped request on the other webapp
     w.sender.api_factory = lambda: FailoverClient(
         [api_factory(cluster, 1, 1.0)(), api_factory(cluster, 2, 1.0)()])
     with w.running():
         warm_up(history)
+        written = [media_rt.upload("webapp-1") for _ in range(3)]
+        assert all(written), "CHECK FAILED: media uploads through webapp-1 failed before any fault"
         f = Kill("webapp-1")
         with phase("fault: kill webapp-1"):
             nemesis.start(f)
+            killed = history.now()
+            for item in written:
+                media_rt.download(item, "webapp-2")
             hold(5)
         with phase("heal"):
             nemesis.heal(f)
+            healed = history.now()
             hold(2)
-    judge(history.events(), [partial(downtime, bound=bounds.MARGIN), single_connected,
-                             no_lost_acks],
+    events = history.events()
+    reads = reads_while_writer_down(events, "webapp-1", killed, healed)
+    assert reads == len(written), (
+        f"the scenario did not provoke its case: {reads} of {len(written)} reads through "
+        "webapp-2 of media written through webapp-1 were made while webapp-1 was down")
+    # media: no excuse for a failed read in the kill's window (only webapp-2 is read)
+    judge(events, [partial(downtime, bound=bounds.MARGIN), single_connected, no_lost_acks,
+                   partial(media, excuse_faults=False)],
           artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-          title="kill one of two webapps")
+          title="kill one of two webapps", extra_figures={"reads_while_writer_down": reads})
+
+
+def reads_while_writer_down(events, writer: str, down: float, up: float) -> int:
+    """Downloads invoked between ``down`` and ``up`` of media uploaded through ``writer``
+    before ``down`` (whatever their outcome: ``media`` judges those)."""
+    written = {e.value.get("id") for e in events
+               if e.f == "upload" and e.type == "ok" and e.value.get("via") == writer
+               and e.time < down}
+    return sum(1 for e in events if e.f == "download" and e.type == "invoke"
+               and down < e.time < up and e.value.get("id") in written)

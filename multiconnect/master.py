@@ -330,6 +330,7 @@ class Master:
                 t.cancel()
             epoch = self.lease.epoch
             if epoch is not None and self.lease.is_primary(self.clock.monotonic()):
+                self.lease.lost()  # no longer primary (status included) before giving it up
                 with contextlib.suppress(DatabaseError):
                     if await call(self.db_api, dbq.release_lease, self.cfg.name, epoch):
                         log.info("released the master lease (epoch %d)", epoch)

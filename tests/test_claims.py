@@ -159,3 +159,25 @@ def test_every_judged_scenario_runs_the_always_checks(tmp_path) -> None:
         judge(overlap, [], artifacts=tmp_path)
     assert [r.name for r in judge(overlap[:1], [], artifacts=tmp_path)] == [
         "exclusive_claims", "no_duplicates", "refused_not_delivered", "db_record"]
+
+
+def released(i: int, at: float, node: str, epoch: int, account: str | None = None) -> Event:
+    """The database's record of ``node`` giving its lease (``epoch``) up at ``at``."""
+    return Event(i, at, 1000.0 + at, "db-record", "info", "db-lease",
+                 {"id": i, "at": 1000.0 + at, "account": account or node, "table": "lease",
+                  "old": {"holder": node, "epoch": epoch, "until": 1000.0 + at + 4.0},
+                  "new": {"holder": None, "epoch": epoch, "until": 1000.0 + at}})
+
+
+def test_a_released_lease_ends_its_claims() -> None:
+    # a failover run's figures: master-1 (epoch 4) answered at 0.773 that it is primary for
+    # another 4.087 s, released its lease at 0.809 (graceful stop); master-2 took epoch 5 and
+    # claimed it from 0.977
+    evs = [claim(1, 0.773, "master-1", "lease", 4.087, sent=0.769, epoch=4),
+           claim(3, 0.977, "master-2", "lease", 4.463, sent=0.974, epoch=5)]
+    assert not exclusive_claims(evs).valid  # without the record: an overlap of 3.9 s
+    r = exclusive_claims(evs + [released(2, 0.809, "master-1", 4)])
+    assert r.valid, r.explanation
+    # a release of another epoch, or written by another account, ends nothing
+    assert not exclusive_claims(evs + [released(2, 0.809, "master-1", 3)]).valid
+    assert not exclusive_claims(evs + [released(2, 0.809, "master-1", 4, "root")]).valid

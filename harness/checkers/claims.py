@@ -16,6 +16,12 @@ owner may act only after the old validity plus the gateway keepalive), so a legi
 hand-over never overlaps; a double claim of any length is caught as long as each side was
 sampled once while it claimed, which a health snapshot of the webapp (every 0.3 s, both
 answers needed in one snapshot) may miss.
+
+One claim ends early by design: a master that stops gracefully gives its lease up in the
+database (``release_lease``). When the database's record (``db-lease``, see
+:mod:`harness.checkers.db_record`) shows that node releasing that epoch, its lease claims of
+that epoch end at the release (a claim answered after it is dropped: only what the node
+does then matters, and ``db_record`` judges that).
 """
 
 from __future__ import annotations
@@ -36,14 +42,29 @@ class Claim:
     end: float  # ... until sent + valid_for (at the earliest)
 
 
+def releases(events: Sequence[Event]) -> dict[tuple[str, int], float]:
+    """(master, epoch) -> when the database recorded that master giving that lease up."""
+    out: dict[tuple[str, int], float] = {}
+    for e in prepare(events).select("db-lease"):
+        old, new = e.value.get("old") or {}, e.value.get("new") or {}
+        if (new.get("holder") is None and old.get("holder") is not None
+                and e.value.get("account") == old["holder"]):
+            out.setdefault((str(old["holder"]), int(old["epoch"])), e.time)
+    return out
+
+
 def claims(events: Sequence[Event]) -> list[Claim]:
-    """The certain windows of every ``claim`` answer (empty windows dropped), by start."""
+    """The certain windows of every ``claim`` answer (empty windows dropped), by start; a
+    lease claim ends at its recorded release."""
     out = []
+    released = releases(events)
     for e in prepare(events).select("claim"):
         v = e.value
         if e.type != "ok" or not v.get("group") or (v.get("valid_for") or 0) <= 0:
             continue
         end = float(v["sent"]) + float(v["valid_for"])
+        if v["group"] == "lease" and v.get("epoch") is not None:
+            end = min(end, released.get((str(v["node"]), int(v["epoch"])), end))
         if end > e.time:
             out.append(Claim(str(v["node"]), str(v["group"]), v.get("epoch"), e.time, end))
     return sorted(out, key=lambda c: (c.start, c.node))

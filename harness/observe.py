@@ -42,6 +42,8 @@ class Poller:
     ``duration`` s have passed."""
 
     name = "poller"
+    #: Poll once more at ``stop()``: a recorder of a log keeps nothing logged before it.
+    pull_at_stop = False
 
     def __init__(self, interval: float, duration: float = 3600.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -84,6 +86,11 @@ class Poller:
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
+        if self.pull_at_stop:
+            try:
+                self.poll()
+            except Exception:  # noqa: BLE001 - the source may be gone already
+                self.errors += 1
 
     @property
     def running(self) -> bool:
@@ -183,6 +190,7 @@ class ShardMapPoller(Poller):
 
 class GatewayRecorder(Poller):
     name = "gateway"
+    pull_at_stop = True
 
     def __init__(self, gateway_url: str | Callable[[], str], history: History,
                  interval: float = 0.2, timeout: float = 2.0,
@@ -221,12 +229,6 @@ class GatewayRecorder(Poller):
                 if not events:
                     return
 
-    def stop(self, timeout: float = 10.0) -> None:
-        super().stop(timeout)
-        try:
-            self.poll()
-        except Exception:  # noqa: BLE001 - the gateway may be gone already
-            self.errors += 1
 
 
 class DbRecorder(Poller):
@@ -236,6 +238,7 @@ class DbRecorder(Poller):
     more."""
 
     name = "db-record"
+    pull_at_stop = True
 
     def __init__(self, read: Callable[[int], list[dict[str, Any]]], history: History,
                  settings: dict[str, Any], since: int = 0, interval: float = 1.0,
@@ -265,9 +268,3 @@ class DbRecorder(Poller):
                 if not rows:
                     return
 
-    def stop(self, timeout: float = 10.0) -> None:
-        super().stop(timeout)
-        try:
-            self.poll()
-        except Exception:  # noqa: BLE001 - the database may be unreachable at the end
-            self.errors += 1

@@ -42,16 +42,17 @@ _INSERT = (f"INSERT INTO `{AUDIT_DB}`.changes (at, account, tbl, shard, old_hold
            "lease_epoch, lease_until) ")
 
 
-def triggers(db: str) -> dict[str, str]:
-    """Trigger name -> its CREATE statement, for the roles' database ``db``."""
+def triggers(db: str) -> dict[str, tuple[str, str]]:
+    """Trigger name -> (the table it watches, its CREATE statement), for the roles' database
+    ``db``."""
     return {
-        "mc_audit_lease": (
+        "mc_audit_lease": ("master_lease",
             f"CREATE TRIGGER IF NOT EXISTS `{db}`.mc_audit_lease AFTER UPDATE ON "
             f"`{db}`.master_lease FOR EACH ROW " + _INSERT +
             "VALUES (NOW(6), SUBSTRING_INDEX(USER(), '@', 1), 'lease', NULL, OLD.holder, "
             "NEW.holder, OLD.epoch, NEW.epoch, OLD.expires_at, NEW.expires_at, NULL, NULL, "
             "NULL, NULL, NULL)"),
-        "mc_audit_shard": (
+        "mc_audit_shard": ("shard_map",
             f"CREATE TRIGGER IF NOT EXISTS `{db}`.mc_audit_shard AFTER UPDATE ON "
             f"`{db}`.shard_map FOR EACH ROW " + _INSERT +
             "SELECT NOW(6), SUBSTRING_INDEX(USER(), '@', 1), 'shard', NEW.shard, "
@@ -80,9 +81,8 @@ def install(conn: Any, db: str) -> list[str]:
         cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
                     (db,))
         present = {r[0] for r in cur.fetchall()}
-        wanted = {"mc_audit_lease": "master_lease", "mc_audit_shard": "shard_map"}
-        for name, stmt in triggers(db).items():
-            if wanted[name] in present:
+        for table, stmt in triggers(db).values():
+            if table in present:
                 cur.execute(stmt)
         cur.execute("SELECT trigger_name FROM information_schema.triggers "
                     "WHERE trigger_schema = %s AND trigger_name LIKE 'mc\\_audit\\_%%'", (db,))

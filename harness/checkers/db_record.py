@@ -53,6 +53,17 @@ def _settings(events: Sequence[Event]) -> dict[str, Any]:
     return {}
 
 
+def _shard_change(r: dict[str, Any]) -> str:
+    """What a shard-map change was: ``promotion`` (another host or epoch), ``confirmation``
+    (a new ``valid_until``) or ``other``."""
+    old, new = r["old"], r["new"]
+    if new["host"] != old["host"] or new["epoch"] != old["epoch"]:
+        return "promotion"
+    if new["valid_until"] is not None and new["valid_until"] != old["valid_until"]:
+        return "confirmation"
+    return "other"
+
+
 def _lease_problems(r: dict[str, Any], node: str, trusted: float | None) -> list[str]:
     at, old, new = r["at"], r["old"], r["new"]
     out = []
@@ -87,8 +98,8 @@ def _shard_problems(r: dict[str, Any], node: str, fence_extra: float | None,
                     masters: set[str]) -> list[str]:
     at, old, new, lease, s = r["at"], r["old"], r["new"], r["lease"], r["shard"]
     out = []
-    handover = new["host"] != old["host"] or new["epoch"] != old["epoch"]
-    if handover:
+    kind = _shard_change(r)
+    if kind == "promotion":
         held = (lease["holder"] == node and lease["until"] is not None
                 and lease["until"] > at + EPS)
         if node not in masters:
@@ -109,8 +120,7 @@ def _shard_problems(r: dict[str, Any], node: str, fence_extra: float | None,
                            f"{old['valid_until'] - at:+.6f} s, so at least "
                            f"{need - at:+.6f} s was due ({short})")
         return out
-    extended = new["valid_until"] is not None and new["valid_until"] != old["valid_until"]
-    if extended:
+    if kind == "confirmation":
         fence = old["fence_until"]
         if fence is not None and fence > at + EPS:
             out.append(f"{new['host']} confirmed shard {s} (epoch {new['epoch']}) "
@@ -148,13 +158,7 @@ def db_record(events: Sequence[Event], *, lease_ttl: float | None = None,
             counts["lease"] += 1
             found = _lease_problems(r, node, trusted)
         else:
-            old, new = r["old"], r["new"]
-            if new["host"] != old["host"] or new["epoch"] != old["epoch"]:
-                counts["promotion"] += 1
-            elif new["valid_until"] is not None and new["valid_until"] != old["valid_until"]:
-                counts["confirmation"] += 1
-            else:
-                counts["other"] += 1
+            counts[_shard_change(r)] += 1
             found = _shard_problems(r, node, extra, known)
         problems.extend((r["at"], p) for p in found)
     figures: dict[str, Figure] = {

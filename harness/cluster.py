@@ -27,6 +27,7 @@ import docker.errors
 import pymysql
 import requests
 
+from multiconnect.core.monitor import answer_window
 from multiconnect.sharding import recipients_for_shard
 
 from . import bounds, cleanup, db_record
@@ -489,6 +490,7 @@ class Cluster:
         tm = self.spec.timing
         return {"lease_ttl": tm.lease_ttl, "lease_safety": bounds.LEASE_SAFETY,
                 "fence_extra": tm.gateway_ping_timeout + bounds.FENCE_SLACK,
+                "answer_window": answer_window(tm.heartbeat_interval),
                 "accounts": {n: n for n in self.spec.all_nodes},
                 "masters": self.spec.node_names("master")}
 

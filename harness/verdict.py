@@ -22,6 +22,7 @@ from .checkers import (
     exclusive_claims,
     no_duplicates,
     prepare,
+    promoted_live,
     refused_not_delivered,
 )
 from .history import Event
@@ -35,7 +36,9 @@ Check = Callable[[Sequence[Event]], Result]
 #: so a message the gateway receives twice was resent by the roles. ``refused_not_delivered``:
 #: a 503 tells the client the message was certainly not sent, so it must not arrive.
 #: ``db_record``: every lease and shard-map change the database recorded was allowed.
-ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates, refused_not_delivered, db_record)
+#: ``promoted_live``: no promotion named a coreapp that a fault had long taken down.
+ALWAYS: tuple[Check, ...] = (exclusive_claims, no_duplicates, refused_not_delivered, db_record,
+                             promoted_live)
 
 
 def with_always(checks: Iterable[Check]) -> list[Check]:

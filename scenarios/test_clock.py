@@ -21,18 +21,20 @@ from harness.verdict import judge
 pytestmark = pytest.mark.failover
 
 
+#: Backward jumps only: the heal puts the clock back, a forward jump of the same 300 s, and the
+#: test watches as long after it. (A clock that stays ahead cannot expire anything early: a
+#: forward jump's only harm, a lease stretched past its holder's death, needs a kill too.)
 @pytest.mark.parametrize("target,offset,mode", [
-    ("primary-master", +300, "jump"),
     ("primary-master", -300, "jump"),
-    ("primary-coreapp:0", +300, "jump"),
     ("primary-coreapp:0", -300, "jump"),
     ("primary-coreapp:0", +120, "drift"),
 ])
 def test_clock_skew_changes_nothing(target, offset, mode, cluster, history, nemesis, workload,
                                     mc_artifacts, record_figures):
-    """A node's wall clock jumps (or drifts) by minutes: leases and ownership are judged on
-    the database clock and local monotonic clocks, so there is no spurious promotion, never
-    two primary masters, no gateway overlap, no downtime."""
+    """A node's wall clock jumps back by minutes and forward again at the heal (or drifts):
+    leases and ownership are judged on the database clock and local monotonic clocks, so
+    there is no spurious promotion, never two primary masters, no gateway overlap, no
+    downtime."""
     label("failover", "clock", f"{mode} {offset:+d}s on {target}")
     t = cluster.spec.timing
     with workload.running():

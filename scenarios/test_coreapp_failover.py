@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -19,19 +20,22 @@ from helpers import (
 
 from harness import bounds
 from harness.checkers import downtime, no_lost_acks, primary_masters, promotion, single_connected
+from harness.checkers.candidates import SLACK
 from harness.nemesis.kill import Kill
 from harness.nemesis.latency import Latency
 from harness.nemesis.pause import Pause
 from harness.verdict import judge
+from multiconnect.core.monitor import answer_window
+from multiconnect.timing import Timing
 
 pytestmark = pytest.mark.failover
 
 
 def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures, *, fault,
-              bound, shard=0, title, aim=None, after=None, others_bound=None):
+              bound, shard=0, title, aim=None, then=None, after=None, others_bound=None):
     """Warm up, ``aim(old)`` if given (wait for the moment to strike), inject ``fault(old)``
-    on shard's primary, wait for a new primary at the gateway (or the bound + 5 s), let
-    traffic flow, heal, ``after(old)``, judge."""
+    on shard's primary, ``then(old)`` if given, wait for a new primary at the gateway (or the
+    bound + 5 s), let traffic flow, heal, ``after(old)``, judge."""
     with workload.running():
         with phase("workload: warm up"):
             warm_up(history)
@@ -42,6 +46,8 @@ def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
         with phase(f"fault: {f.kind} {old} (primary coreapp of shard {shard})"):
             nemesis.start(f)
             start = history.now()
+            if then is not None:
+                then(old)
             wait_history(history, lambda h: new_connect(h, shard, old, start),
                          float(bound) + 5, "a new primary coreapp at the gateway")
         with phase("traffic after the promotion"):
@@ -145,3 +151,56 @@ def test_multiconnect_one_shard_fails_over_alone(cluster, history, nemesis, work
     _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
               fault=Kill, bound=bound, shard=2, others_bound=bounds.MARGIN,
               title="multiconnect: kill shard 2's primary")
+
+
+def _wide_answer_window(t: Timing) -> Timing:
+    """unhealthy_interval 9·h instead of the preset's 3·h: a standby that stopped answering
+    is silent past the 2·h + 0.5 s a promotion candidate may be for 6·h before it is
+    unhealthy, so a promotion that takes any standby not yet unhealthy has room to pick a dead
+    one. The database detector is 3× slower too (stale 18 s > u + h at CI timings), so the
+    heartbeat detector decides, as with the documented defaults."""
+    return replace(t, unhealthy_interval=9 * t.heartbeat_interval,
+                   db_monitor_scale=3 * t.db_monitor_scale)
+
+
+@pytest.mark.topology(coreapps=3, timing=_wide_answer_window)
+def test_standby_killed_after_the_primary_is_not_promoted(cluster, history, nemesis, workload,
+                                                          mc_artifacts, record_figures):
+    """Only a live standby is promoted. The primary coreapp is killed, and 3·h later so is
+    the first standby in promotion order (candidates are taken by name). When the masters
+    decide, about u after the primary's last answer, that standby has been silent 5·h to
+    8·h: past the 2·h + 0.5 s a candidate may be silent, short of u (9·h here), so only the
+    "answered lately" rule keeps it out. The other standby must be the one promoted, within
+    the heartbeat failover bound (``promoted_live`` judges every promotion the database
+    recorded)."""
+    label("failover", "coreapp failover", "a standby dies while the primary's failure is "
+          "detected; the live one is promoted")
+    t = cluster.spec.timing
+    h = t.heartbeat_interval
+    bound = bounds.heartbeat_failover(h, t.unhealthy_interval, t.gateway_ping_timeout)
+    standby: list[Kill] = []
+
+    def kill_first_standby(old: str) -> None:
+        hold(3 * h)
+        first = sorted(c for c in cluster.spec.node_names("coreapp") if c != old)[0]
+        standby.append(Kill(first))
+        nemesis.start(standby[0])
+
+    def restart_standby(old: str) -> None:
+        nemesis.heal(standby[0])
+
+    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
+              fault=Kill, bound=bound, then=kill_first_standby, after=restart_standby,
+              title="kill primary coreapp, then the first standby")
+    events = history.events()
+    dead = standby[0].targets[0]
+    killed = next(e.time for e in events if e.f == "start" and e.process.startswith("nemesis")
+                  and dead in e.value.get("targets", ()))
+    promoted = [e for e in events if e.f == "db-shard" and e.time > killed
+                and e.value["new"]["host"] != e.value["old"]["host"]]
+    assert promoted, "the database recorded no promotion after the standby was killed"
+    window = answer_window(h)
+    assert promoted[0].time - killed > window + SLACK, (
+        f"the scenario did not provoke its case: the promotion came "
+        f"{promoted[0].time - killed:.2f}s after {dead} was killed, within the "
+        f"{window:g}s it may still count as answering")

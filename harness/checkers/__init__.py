@@ -11,6 +11,7 @@ combine with ``compose``::
 
 from harness.checkers.availability import availability, recovery
 from harness.checkers.base import Checker, Figure, Op, Prepared, Result, compose, pair_ops, prepare
+from harness.checkers.candidates import promoted_live
 from harness.checkers.claims import Claim, claims, exclusive_claims
 from harness.checkers.connections import (
     Connection,
@@ -38,6 +39,7 @@ CHECKERS = {
     "no_duplicates": no_duplicates,
     "refused_not_delivered": refused_not_delivered,
     "db_record": db_record,
+    "promoted_live": promoted_live,
     "media": media,
     "primary_masters": primary_masters,
     "exclusive_claims": exclusive_claims,
@@ -54,5 +56,5 @@ __all__ = [
     "media",
     "no_duplicates", "no_lost_acks", "no_steady_growth", "no_promotion", "outages",
     "pair_ops", "prepare",
-    "primary_masters", "promotion", "refused_not_delivered", "single_connected",
+    "primary_masters", "promoted_live", "promotion", "refused_not_delivered", "single_connected",
 ]

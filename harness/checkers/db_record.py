@@ -46,14 +46,14 @@ from harness.history import Event
 EPS = 1e-6
 
 
-def _settings(events: Sequence[Event]) -> dict[str, Any]:
+def record_settings(events: Sequence[Event]) -> dict[str, Any]:
     for e in events:
         if e.f == "db-record" and isinstance(e.value, dict):
             return e.value
     return {}
 
 
-def _shard_change(r: dict[str, Any]) -> str:
+def shard_change(r: dict[str, Any]) -> str:
     """What a shard-map change was: ``promotion`` (another host or epoch), ``confirmation``
     (a new ``valid_until``) or ``other``."""
     old, new = r["old"], r["new"]
@@ -98,7 +98,7 @@ def _shard_problems(r: dict[str, Any], node: str, fence_extra: float | None,
                     masters: set[str]) -> list[str]:
     at, old, new, lease, s = r["at"], r["old"], r["new"], r["lease"], r["shard"]
     out = []
-    kind = _shard_change(r)
+    kind = shard_change(r)
     if kind == "promotion":
         held = (lease["holder"] == node and lease["until"] is not None
                 and lease["until"] > at + EPS)
@@ -136,7 +136,7 @@ def db_record(events: Sequence[Event], *, lease_ttl: float | None = None,
               name: str = "db_record") -> Result:
     """Valid iff no recorded change of the lease or the shard map broke a rule above."""
     prepared = prepare(events)
-    cfg = _settings(prepared)
+    cfg = record_settings(prepared)
     ttl = lease_ttl if lease_ttl is not None else cfg.get("lease_ttl")
     safety = lease_safety if lease_safety is not None else cfg.get("lease_safety")
     extra = fence_extra if fence_extra is not None else cfg.get("fence_extra")
@@ -158,7 +158,7 @@ def db_record(events: Sequence[Event], *, lease_ttl: float | None = None,
             counts["lease"] += 1
             found = _lease_problems(r, node, trusted)
         else:
-            counts[_shard_change(r)] += 1
+            counts[shard_change(r)] += 1
             found = _shard_problems(r, node, extra, known)
         problems.extend((r["at"], p) for p in found)
     figures: dict[str, Figure] = {

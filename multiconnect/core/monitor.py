@@ -26,6 +26,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 
+def answer_window(heartbeat_interval: float) -> float:
+    """A coreapp counts as answering while its last answered heartbeat was sent at most
+    2·h + 0.5 s ago (one of the last two)."""
+    return 2 * heartbeat_interval + 0.5
+
+
 @dataclass
 class HeartbeatTracker:
     """This master's own view: when did each coreapp last answer us?"""
@@ -52,7 +58,7 @@ class HeartbeatTracker:
     def answering(self, coreapp: str, now: float, heartbeat_interval: float) -> bool:
         """Answered one of the last two heartbeats (a promotion candidate must)."""
         last = self.last_ok.get(coreapp)
-        return last is not None and now - last <= 2 * heartbeat_interval + 0.5
+        return last is not None and now - last <= answer_window(heartbeat_interval)
 
     def forget_except(self, names: Iterable[str]) -> None:
         keep = set(names)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from harness.history import History
+from multiconnect.timing import Timing
 
 
 @contextlib.contextmanager
@@ -163,3 +167,18 @@ def faulted(cluster: Any, history: History, nemesis: Any, fault: Any,
     with phase(f"heal: {fault.kind}"):
         nemesis.heal(fault)
         settle(cluster, history)
+
+
+def slow_detector(t: Timing) -> Timing:
+    """The session's preset with unhealthy_interval 9·h (the presets have 6·h or 3·h) and a
+    database detector 3× slower (stale 18 s at CI timings, > u + h), so that, as with the
+    documented defaults, the heartbeat detector decides. A standby that stopped answering is
+    then silent past the 2·h + 0.5 s a promotion candidate may be for 6·h before it is
+    unhealthy, and a settings change can lower u to a third."""
+    return replace(t, unhealthy_interval=9 * t.heartbeat_interval,
+                   db_monitor_scale=3 * t.db_monitor_scale)
+
+
+#: One cluster for the tests that need the slow detector (or a third coreapp, or a second
+#: webapp): they run one after the other on it.
+SLOW_DETECTOR = pytest.mark.topology(webapps=2, coreapps=3, timing=slow_detector)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 
 import pytest
 from helpers import (
+    SLOW_DETECTOR,
     attempt_in_flight,
     hold,
     label,
@@ -26,7 +26,6 @@ from harness.nemesis.latency import Latency
 from harness.nemesis.pause import Pause
 from harness.verdict import judge
 from multiconnect.core.monitor import answer_window
-from multiconnect.timing import Timing
 
 pytestmark = pytest.mark.failover
 
@@ -153,26 +152,16 @@ def test_multiconnect_one_shard_fails_over_alone(cluster, history, nemesis, work
               title="multiconnect: kill shard 2's primary")
 
 
-def _wide_answer_window(t: Timing) -> Timing:
-    """unhealthy_interval 9·h instead of the preset's 3·h: a standby that stopped answering
-    is silent past the 2·h + 0.5 s a promotion candidate may be for 6·h before it is
-    unhealthy, so a promotion that takes any standby not yet unhealthy has room to pick a dead
-    one. The database detector is 3× slower too (stale 18 s > u + h at CI timings), so the
-    heartbeat detector decides, as with the documented defaults."""
-    return replace(t, unhealthy_interval=9 * t.heartbeat_interval,
-                   db_monitor_scale=3 * t.db_monitor_scale)
-
-
-@pytest.mark.topology(coreapps=3, timing=_wide_answer_window)
+@SLOW_DETECTOR
 def test_standby_killed_after_the_primary_is_not_promoted(cluster, history, nemesis, workload,
                                                           mc_artifacts, record_figures):
-    """Only a live standby is promoted. The primary coreapp is killed, and 3·h later so is
-    the first standby in promotion order (candidates are taken by name). When the masters
-    decide, about u after the primary's last answer, that standby has been silent 5·h to
-    8·h: past the 2·h + 0.5 s a candidate may be silent, short of u (9·h here), so only the
-    "answered lately" rule keeps it out. The other standby must be the one promoted, within
-    the heartbeat failover bound (``promoted_live`` judges every promotion the database
-    recorded)."""
+    """Only a live standby is promoted. On the slow detector's cluster (u = 9·h, 3
+    coreapps) the primary coreapp is killed, and 3·h later so is the first standby in
+    promotion order (candidates are taken by name). When the masters decide, about u after
+    the primary's last answer, that standby has been silent 5·h to 8·h: past the 2·h + 0.5 s
+    a candidate may be silent, short of u, so only the "answered lately" rule keeps it out.
+    The other standby must be the one promoted, within the heartbeat failover bound
+    (``promoted_live`` judges every promotion the database recorded)."""
     label("failover", "coreapp failover", "a standby dies while the primary's failure is "
           "detected; the live one is promoted")
     t = cluster.spec.timing

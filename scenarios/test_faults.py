@@ -9,6 +9,7 @@ database read directly, and the gateway stand-in's log.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -29,9 +30,11 @@ from harness.nemesis import (
     Isolate,
     Kill,
     Latency,
+    LostClose,
     NfsOutage,
     Oneway,
     Pause,
+    Reset,
     Restart,
     Split,
     Stop,
@@ -192,6 +195,49 @@ def test_link_faults(cluster, nemesis, history):
     heals = [e for e in history.events() if e.process == "nemesis" and e.f == "heal"]
     assert len(starts) == len(heals) == 9
     assert not any("error" in e.value for e in starts + heals)
+
+
+def gateway_probe(cluster: Any, link: str, shard: int) -> int:
+    """Through ``link``'s listener: connect for a shard nobody owns, read the answer, close.
+    Returns the gateway's ``conn`` id of it."""
+    proxy = cluster.nodes["toxiproxy"].ip
+    with socket.create_connection((proxy, cluster.links[link].listen_port), timeout=5) as s:
+        s.sendall(json.dumps({"op": "connect", "phone": "probe", "shard": shard,
+                              "node": "probe", "epoch": 0}).encode() + b"\n")
+        answer = json.loads(s.makefile().readline())
+    assert answer.get("op") == "connected", answer
+    return int(answer["conn"])
+
+
+def gateway_end(cluster: Any, conn: int) -> dict | None:
+    return next((e for e in cluster.gateway_events()
+                 if e.get("conn") == conn and e["type"] in ("disconnect", "timeout", "kick")),
+                None)
+
+
+def test_lost_close_and_reset(cluster, nemesis):
+    """lost-close: a connection closed by its client is held by the gateway until its
+    keepalive drops it (``timeout``, not ``disconnect``); reset: the request reaches the
+    server, the client gets a reset instead of the answer. Heal restores both."""
+    link = "coreapp-2->gateway"
+    k = cluster.spec.timing.gateway_ping_timeout
+    with nemesis.fault(LostClose()) as f:
+        assert f.targets == ["toxiproxy->gateway"]
+        conn = gateway_probe(cluster, link, 90)
+        time.sleep(k / 2)
+        assert gateway_end(cluster, conn) is None  # still held: the close never arrived
+        ended = wait_for(lambda: gateway_end(cluster, conn), timeout=k + 5,
+                         what="the gateway dropping the closed connection")
+        assert ended["type"] == "timeout", ended
+    conn = gateway_probe(cluster, link, 91)
+    ended = wait_for(lambda: gateway_end(cluster, conn), timeout=5, what="the close arriving")
+    assert ended["type"] == "disconnect", ended
+
+    url = cluster.webapp_url(1)
+    with nemesis.fault(Reset("client->webapp:1")):
+        res, _ = probe(url, 2.0)
+        assert isinstance(res, requests.ConnectionError) and "reset" in str(res).lower(), res
+    assert toxics(cluster, "client->webapp-1") == [] and answered(url)
 
 
 # -- containers --------------------------------------------------------------------------------

@@ -4,9 +4,10 @@
   must drop its gateway connection on its own before a master replaces it (DB liveness);
 - the primary master and the primary coreapp die together: the survivor takes the lease and
   then, alone, replaces the coreapp by database liveness;
-- the primary coreapp's link to the WhatsApp servers is blackholed (packets vanish, no FIN):
-  its pings fail, it reconnects after the heal without a second connection at the gateway and
-  without a promotion (the masters still see it healthy).
+- the primary coreapp's link to the WhatsApp servers loses the gateway's answers, then resets
+  its connections, while no close reaches the gateway: it must wait out the gateway's
+  keepalive before each reconnect, so there is never a second connection at the gateway,
+  and no promotion (the masters still see it healthy).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from harness.checkers import (
 from harness.nemesis.blackhole import Blackhole
 from harness.nemesis.cut import Cut
 from harness.nemesis.kill import Kill
+from harness.nemesis.lost_close import LostClose
+from harness.nemesis.reset import Reset
 from harness.verdict import judge
 
 pytestmark = pytest.mark.failover
@@ -102,25 +105,61 @@ def test_primary_master_and_primary_coreapp_killed_together(
         title="primary master and primary coreapp killed together")
 
 
-def test_gateway_link_blackhole_reconnects_without_a_second_connection(
+def test_gateway_link_loses_answers_and_closes_one_connection_per_shard(
         cluster, history, nemesis, workload, mc_artifacts, record_figures):
-    """The primary coreapp's link to the gateway is blackholed for 3·K (no FIN reaches
-    either end): its pings fail and it stops sending; the masters still see it healthy, so
-    no promotion; after the heal it delivers again within K + 0.5 + h/2 + connect timeout +
-    margin, and the gateway never holds two connections for the shard."""
-    label("failover", "hazards", "gateway link blackholed")
+    """The primary coreapp's link to the gateway fails while no close reaches the gateway
+    (``LostClose``: a FIN or RST toward it is dropped, so the gateway holds a connection
+    until its keepalive K runs out):
+
+    1. the gateway's answers are black-holed for 2·K: the coreapp's pings fail and it closes
+       the connection itself, but the gateway still holds it;
+    2. then each connection is reset at the gateway's first answer, for 3·K: the coreapp's
+       connects reach the gateway, which registers them, and end for the coreapp with a
+       reset and no answer.
+
+    After each such end the coreapp must wait out the gateway's keepalive before it connects
+    again (the ghost wait), so the gateway never holds two connections for the shard; the
+    masters still see it healthy, so no promotion; after the heal it delivers again within
+    K + 0.5 + h/2 + connect timeout + margin."""
+    label("failover", "hazards", "gateway link loses answers and closes")
     t = cluster.spec.timing
-    bound = bounds.gateway_reconnect(t.heartbeat_interval, t.gateway_ping_timeout)
+    k = t.gateway_ping_timeout
+    bound = bounds.gateway_reconnect(t.heartbeat_interval, k)
     with workload.running():
         warm_up(history)
         pc = cluster.primary_coreapp(0)
-        f = Blackhole(f"{pc}->gateway")
-        with faulted(cluster, history, nemesis, f,
-                     f"fault: blackhole {pc}->gateway for {3 * t.gateway_ping_timeout:g}s"):
-            hold(3 * t.gateway_ping_timeout)
-    judge(history.events(), [
+        lost = LostClose()
+        with phase("fault: every close toward the gateway lost"):
+            nemesis.start(lost)
+        answers = Blackhole(f"{pc}->gateway", stream="downstream")
+        with phase(f"fault: answers on {pc}->gateway black-holed for {2 * k:g}s"):
+            nemesis.start(answers)
+            first = history.now()
+            hold(2 * k)
+            nemesis.heal(answers)
+        reset = Reset(f"{pc}->gateway")
+        with phase(f"fault: {pc}->gateway reset at the first answer for {3 * k:g}s"):
+            nemesis.start(reset)
+            second = history.now()
+            hold(3 * k)
+        with phase("heal"):
+            nemesis.heal(reset)
+            nemesis.heal(lost)
+            end = history.now()
+            settle(cluster, history)
+    events = history.events()
+    # connections of the coreapp the gateway ended itself (keepalive, or a kick) in each
+    # phase: it never heard their close
+    ghosts = [sum(1 for e in events if e.f in ("gw-timeout", "gw-kick")
+                  and e.value.get("node") == pc and a <= e.time < b)
+              for a, b in ((first, second), (second, end + k + 1))]
+    judge(events, [
         partial(no_promotion, shard=0),
-        partial(recovery, bound=bound, fault=f.id),
+        partial(recovery, bound=bound, fault=lost.id),
         single_connected, no_lost_acks, partial(primary_masters, last=3),
     ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title="gateway link blackholed")
+        title="gateway link loses answers and closes",
+        extra_figures={"connections_held_after_their_close": sum(ghosts)})
+    assert all(ghosts), (
+        f"the scenario did not provoke its case: the gateway itself ended {ghosts} "
+        f"connection(s) of {pc} in the two phases; each needs one whose close was lost")

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from functools import partial
 
 import pytest
-from helpers import hold, label, new_connect, phase, wait_history, warm_up
+from helpers import SLOW_DETECTOR, hold, label, new_connect, phase, wait_history, warm_up
 
 from harness import bounds
 from harness.api import FailoverClient
@@ -18,25 +17,9 @@ from harness.nemesis.kill import Kill
 from harness.verdict import judge
 from harness.wait import wait_for
 from harness.workload import MediaRoundTrip, Workload, api_factory
-from multiconnect.timing import Timing
 
 pytestmark = pytest.mark.failover
 
-
-def _slower_detector(t: Timing) -> Timing:
-    """The nodes start (environment) with twice the heartbeat and three times the unhealthy
-    interval of the session's preset; the settings test lowers them back through the API.
-    The database detector (not a live setting) is three times slower too, so that, as with
-    the documented defaults (u 30 s, stale 120 s), the heartbeat detector is the fast one and
-    a node still judging by its start-up u cannot be rescued by the database detector."""
-    return replace(t, heartbeat_interval=2 * t.heartbeat_interval,
-                   unhealthy_interval=3 * t.unhealthy_interval,
-                   db_monitor_scale=3 * t.db_monitor_scale)
-
-
-#: One cluster for this file's tests (the webapp test needs two webapps and does not depend
-#: on the detector's timing).
-CLUSTER = pytest.mark.topology(webapps=2, timing=_slower_detector)
 
 STATUS = ("python3 -c \"import urllib.request; print(urllib.request.urlopen("
           "'http://127.0.0.1:6250/internal/status', timeout=2).read().decode())\"")
@@ -69,19 +52,19 @@ INVALID_SETTINGS = (
 )
 
 
-@CLUSTER
+@SLOW_DETECTOR
 def test_patch_settings_reaches_every_master_and_changes_failover(cluster, history, nemesis,
                                                                   workload, mc_artifacts,
                                                                   record_figures):
-    """PATCH /v1/settings/application with new heartbeat/unhealthy intervals: the API shows
-    them, every master applies them, and the next failover follows the new values (it takes
-    at least the new unhealthy_interval, at most its bound). The new values are LOWER than
-    the ones the nodes were started with (half h, a third of u): a node that keeps judging
-    by its start-up value promotes after about the old u, past the new bound."""
+    """PATCH /v1/settings/application with a new unhealthy interval: the API shows it,
+    every master applies it, and the next failover follows the new value (it takes at least
+    the new unhealthy_interval less h, at most its bound). The new u is a third of the one
+    the nodes were started with (the slow detector's 9·h): a node that keeps judging by its
+    start-up value promotes after about the old u, past the new bound."""
     label("failover", "procedures", "settings change applied cluster-wide")
     api = cluster.api()
     old = api.settings()
-    new_h, new_u = old["heartbeat_interval"] // 2, old["unhealthy_interval"] // 3
+    new_h, new_u = old["heartbeat_interval"], old["unhealthy_interval"] // 3
     for body in INVALID_SETTINGS:
         bad = api.patch_settings(body)
         assert bad.status_code == 400 and "errors" in bad.json(), (
@@ -124,7 +107,7 @@ def test_patch_settings_reaches_every_master_and_changes_failover(cluster, histo
         masters_apply(cluster, old["unhealthy_interval"], timeout=3 * new_h + 5)
 
 
-@CLUSTER
+@SLOW_DETECTOR
 def test_killing_one_webapp_costs_a_retrying_client_nothing(cluster, history, nemesis,
                                                             mc_artifacts, record_figures):
     """With two webapps, a client that retries a refused request on the other webapp sees

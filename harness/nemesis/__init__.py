@@ -445,9 +445,11 @@ from harness.nemesis.engine_freeze import EngineFreeze  # noqa: E402
 from harness.nemesis.isolate import Isolate  # noqa: E402
 from harness.nemesis.kill import Kill  # noqa: E402
 from harness.nemesis.latency import Latency  # noqa: E402
+from harness.nemesis.lost_close import LostClose  # noqa: E402
 from harness.nemesis.nfs_outage import NfsOutage  # noqa: E402
 from harness.nemesis.oneway import Oneway  # noqa: E402
 from harness.nemesis.pause import Pause  # noqa: E402
+from harness.nemesis.reset import Reset  # noqa: E402
 from harness.nemesis.restart import Restart  # noqa: E402
 from harness.nemesis.split import Split  # noqa: E402
 from harness.nemesis.stop import Stop  # noqa: E402
@@ -455,6 +457,7 @@ from harness.nemesis.stop import Stop  # noqa: E402
 __all__ = [
     "INFRA", "PROCESS", "REGISTRY", "Bandwidth", "Blackhole", "Bridge", "ClockSkew", "Cut",
     "DbOutage", "EngineFreeze", "Fault", "FaultConflict", "FaultContext", "FaultSkipped",
-    "HealError", "Isolate", "Kill", "Latency", "Nemesis", "NfsOutage", "Oneway", "Pause",
-    "ResolveError", "Restart", "Split", "Stop", "as_tuple", "fault_from_dict", "register",
+    "HealError", "Isolate", "Kill", "Latency", "LostClose", "Nemesis", "NfsOutage", "Oneway",
+    "Pause", "Reset", "ResolveError", "Restart", "Split", "Stop", "as_tuple", "fault_from_dict",
+    "register",
 ]

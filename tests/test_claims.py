@@ -18,6 +18,7 @@ from harness.checkers import (
     db_record,
     exclusive_claims,
     no_duplicates,
+    promoted_live,
     refused_not_delivered,
 )
 from harness.history import Event, History
@@ -150,15 +151,18 @@ def test_an_unreachable_node_is_counted_not_recorded() -> None:
 
 
 def test_every_judged_scenario_runs_the_always_checks(tmp_path) -> None:
-    assert with_always([]) == [exclusive_claims, no_duplicates, refused_not_delivered, db_record]
+    assert with_always([]) == [exclusive_claims, no_duplicates, refused_not_delivered, db_record,
+                               promoted_live]
     bound = partial(exclusive_claims, name="claims again")
-    assert with_always([bound]) == [bound, no_duplicates, refused_not_delivered, db_record]
+    assert with_always([bound]) == [bound, no_duplicates, refused_not_delivered, db_record,
+                                    promoted_live]
     overlap = [claim(0, 1.0, "master-1", "lease", 0.3),
                claim(1, 1.2, "master-2", "lease", 4.5, epoch=2)]
     with pytest.raises(AssertionError, match="CHECK FAILED: exclusive_claims"):
         judge(overlap, [], artifacts=tmp_path)
     assert [r.name for r in judge(overlap[:1], [], artifacts=tmp_path)] == [
-        "exclusive_claims", "no_duplicates", "refused_not_delivered", "db_record"]
+        "exclusive_claims", "no_duplicates", "refused_not_delivered", "db_record",
+        "promoted_live"]
 
 
 def released(i: int, at: float, node: str, epoch: int, account: str | None = None) -> Event:

@@ -245,7 +245,7 @@ def test_allure_results_statuses_attachments_and_labels(project: pytest.Pytester
         # the scenario's own checks, and the safety checks judge() always adds
         assert set(by_name) == {"downtime", "single_connected", "no_lost_acks",
                                 "exclusive_claims", "no_duplicates",
-                                "refused_not_delivered", "db_record"}
+                                "refused_not_delivered", "db_record", "promoted_live"}
         assert by_name["single_connected"]["valid"] is True
         assert by_name["no_lost_acks"]["valid"] is True
 

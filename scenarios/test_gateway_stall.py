@@ -10,7 +10,11 @@ fix each attempt was given up after 2 s and the next one queued behind it; on re
 registered and kicked the one before (a ``conflict``). The lengths straddle K (the gateway
 keepalive: whether the old connection's pings fail, and whether its timeout or a queued
 reconnect comes first on resume) and exceed the 2 s connect timeout; 12 s is the nightly
-run's pause.
+run's pause. From 3K on, the owner's reconnect is queued in the stall, and on resume the
+gateway may handle the lines written to the old connection during the stall before its
+close, and the queued connect before that: the owner kicks its own old connection. That is
+outside the model (docs/fencing.md A3 (c)); ``single_connected`` counts it as an
+``a3_breach`` and still fails any other conflict (a second queued connect, another node).
 """
 
 from __future__ import annotations

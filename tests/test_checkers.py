@@ -357,6 +357,45 @@ def test_conflict_event_fails():
     assert "coreapp-2" in r.explanation and "t=5.000" in r.explanation
 
 
+def _stall(start: float, heal: float) -> list[tuple]:
+    v = {"fault": "pause", "id": "f1", "targets": ["gateway"], "params": {}}
+    return [(start, "nemesis", "info", "start", v), (heal, "nemesis", "info", "heal", v)]
+
+
+def _self_kick(at: float, old_conn: int = 1, new_conn: int = 2, node: str = "coreapp-1",
+               by_node: str = "coreapp-1") -> list[tuple]:
+    return [gw(at, "conflict", 10, old_conn, node, by=new_conn, by_node=by_node),
+            gw(at, "kick", 11, old_conn, node, by=new_conn, by_node=by_node),
+            gw(at, "connect", 12, new_conn, by_node)]
+
+
+def test_own_connection_kicked_at_a_stalled_gateways_resume_is_an_a3_breach():
+    """docs/fencing.md A3 (c): lines written during the stall refresh the old connection on
+    resume; the queued reconnect kicks it. Counted, not judged."""
+    rows = [gw(0.0, "connect", 0, 1, "coreapp-1"), *_stall(1.0, 7.0), *_self_kick(6.996)]
+    r = single_connected(make(rows))
+    assert r.valid, r.explanation
+    assert r.figures["a3_breaches"] == 1 and r.figures["conflicts"] == 0
+    assert "A3 breach" in r.explanation
+
+
+def test_conflicts_a_stall_does_not_excuse_fail():
+    base = [gw(0.0, "connect", 0, 1, "coreapp-1")]
+    cases = {
+        "another node kicks": base + _stall(1.0, 7.0) + _self_kick(7.0, by_node="coreapp-2"),
+        "away from the resume": base + _stall(1.0, 7.0) + _self_kick(8.0),
+        "no stall at all": base + _self_kick(7.0),
+        # two connects queued during the stall: the second kicks the first (rule 5 broken)
+        "kicked connection opened in the stall": [
+            gw(0.0, "connect", 0, 1, "coreapp-1"), gw(0.5, "disconnect", 1, 1, "coreapp-1"),
+            *_stall(1.0, 7.0), gw(7.0, "connect", 2, 3, "coreapp-1"),
+            *_self_kick(7.01, old_conn=3, new_conn=4)],
+    }
+    for what, rows in cases.items():
+        r = single_connected(make(rows))
+        assert not r.valid and r.figures["conflicts"] == 1, what
+
+
 def test_different_shards_may_be_connected_at_once():
     rows = [gw(0.0, "connect", 0, 1, "coreapp-1", shard=0),
             gw(1.0, "connect", 1, 2, "coreapp-2", shard=1),

@@ -12,7 +12,18 @@ an interval never closed is open to the end of the history. Intervals are half-o
   zero-length overlap: the gateway had both open at once).
 
 Any ``gw-conflict`` event (the gateway saw a second connect while one was open and kicked the
-older) is a violation by itself.
+older) is a violation by itself, with one exception, the documented limit of the model
+(docs/fencing.md A3 (c)): a **stalled gateway**. While the gateway is paused (a nemesis
+``pause`` of ``gateway``) an owner's ping fails, it closes its connection and, after its
+ghost wait, queues a new connect. On resume the gateway handles both: the lines the owner
+wrote to its old connection during the stall refresh that connection, and if the new connect
+is handled before the old one's close, it kicks it. No coreapp can prevent that (a queued
+line cannot be taken back), so a conflict within ``m`` (0.5 s) of a gateway pause's heal
+(either side: the heal is recorded once ``docker unpause`` has returned, when the gateway
+runs already), by the same node, of a connection it opened before the pause began, is
+counted as an ``a3_breach`` and explained, not judged. A kick by another node, of a
+connection opened during the stall (two queued connects), or away from a resume stays a
+violation.
 
 ``/v1/health`` observations are reported but never fail the check: a health snapshot is not
 atomic (each node answers for itself at a slightly different moment, and it carries no shard
@@ -26,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.bounds import FENCE_SLACK
 from harness.checkers.base import (
     Figure,
     Result,
@@ -38,6 +50,7 @@ from harness.checkers.base import (
     shard_of,
     t,
 )
+from harness.checkers.faults import FaultWindow, fault_windows
 from harness.history import Event
 
 _INF_KEY = (float("inf"), float("inf"), 1 << 62)
@@ -147,7 +160,13 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
     overlap. ``shards`` (default: inferred) only feeds the health figures."""
     prep = prepare(events)
     conns, unmatched = connections(prep)
-    conflicts = [e for e in prep.gateway() if e.f == "gw-conflict"]
+    stalls = [w for w in fault_windows(prep)
+              if w.kind == "pause" and "gateway" in w.targets and w.heal is not None]
+    started = {c.conn: c.start.time for c in conns}
+    conflicts, breaches = [], []
+    for e in prep.gateway():
+        if e.f == "gw-conflict":
+            (breaches if _a3_breach(e, stalls, started) else conflicts).append(e)
 
     groups: dict[tuple[Any, Any], list[Connection]] = {}
     for c in conns:
@@ -177,6 +196,7 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
     figures: dict[str, Figure] = {
         "connections": len(conns),
         "conflicts": len(conflicts),
+        "a3_breaches": len(breaches),
         "overlaps": len(overlaps),
         "max_overlap": max((d for *_, d in overlaps), default=0.0),
         "max_concurrent": max_concurrent,
@@ -205,12 +225,18 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
               f"than the {n_shards} shard(s)"
               + (f", first {t(over[0][0].time)}: {', '.join(over[0][1])}" if over else "")
               + " (informational: snapshots are not atomic).")
+    if breaches:
+        v = breaches[0].value
+        health += (f" {len(breaches)} conflict(s) at a stalled gateway's resume, each a node "
+                   f"kicking its own connection from before the stall (A3 breach, not judged; "
+                   f"first {t(breaches[0].time)}: {v.get('node')} conn {v.get('conn')} by conn "
+                   f"{v.get('by')}).")
     if problems:
         text = "INVALID: " + "; ".join(problems) + ". " + health
     else:
         text = (f"{len(conns)} gateway connection(s) over {len(groups)} (phone, shard) key(s), "
                 f"never more than one open per shard at once (ordered by (time, seq)); no "
-                f"conflict. {health}")
+                f"conflict{' but at a stalled gateway' if breaches else ''}. {health}")
     return Result(name, not problems, figures, text)
 
 
@@ -250,3 +276,15 @@ def connections_kept(events: Sequence[Event], *, since: float = 0.0,
     return Result(name, True, figures,
                   f"Every one of the {len(conns)} gateway connection(s) stayed open, none was "
                   "opened: no coreapp self-fenced, reconnected or was dropped.")
+
+
+def _a3_breach(conflict: Event, stalls: Sequence[FaultWindow], started: dict[Any, float]) -> bool:
+    """A conflict within ``m`` of a gateway pause's heal, by the node that owned the kicked
+    connection, which it had opened before that pause began (docs/fencing.md A3 (c))."""
+    v = conflict.value
+    if v.get("by_node") != v.get("node"):
+        return False
+    opened = started.get(v.get("conn"))
+    return opened is not None and any(
+        w.heal is not None and abs(conflict.time - w.heal) <= FENCE_SLACK
+        and opened < w.start for w in stalls)

@@ -43,7 +43,7 @@ class LostClose(Fault):
         return [["OUTPUT", "-p", "tcp", "-d", ip, "--dport", str(port), "--tcp-flags", flag, flag,
                  "-m", "comment", "--comment", f"mc-{self.id}", "-j", "DROP"] for flag in FLAGS]
 
-    def _iptables(self, ctx: FaultContext, action: str, rule: list[str]) -> None:
+    def _iptables(self, action: str, rule: list[str]) -> None:
         cmd = ["nsenter", "-t", str(self._pid), "-n", "iptables", "-w", "5", action, *rule]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=20, check=False)
         if done.returncode != 0:
@@ -62,10 +62,10 @@ class LostClose(Fault):
         self.targets = [f"toxiproxy->{self.dst}"]
         self._added: list[list[str]] = []
         for rule in self._rules(ctx):
-            self._iptables(ctx, "-I", rule)
+            self._iptables("-I", rule)
             self._added.append(rule)
 
     def heal(self, ctx: FaultContext) -> None:
         for rule in list(getattr(self, "_added", [])):
-            self._iptables(ctx, "-D", rule)
+            self._iptables("-D", rule)
             self._added.remove(rule)

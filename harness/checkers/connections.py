@@ -225,18 +225,19 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
               f"than the {n_shards} shard(s)"
               + (f", first {t(over[0][0].time)}: {', '.join(over[0][1])}" if over else "")
               + " (informational: snapshots are not atomic).")
+    stalled = ""
     if breaches:
         v = breaches[0].value
-        health += (f" {len(breaches)} conflict(s) at a stalled gateway's resume, each a node "
+        stalled = (f" {len(breaches)} conflict(s) at a stalled gateway's resume, each a node "
                    f"kicking its own connection from before the stall (A3 breach, not judged; "
                    f"first {t(breaches[0].time)}: {v.get('node')} conn {v.get('conn')} by conn "
                    f"{v.get('by')}).")
     if problems:
-        text = "INVALID: " + "; ".join(problems) + ". " + health
+        text = "INVALID: " + "; ".join(problems) + ". " + health + stalled
     else:
         text = (f"{len(conns)} gateway connection(s) over {len(groups)} (phone, shard) key(s), "
                 f"never more than one open per shard at once (ordered by (time, seq)); no "
-                f"conflict{' but at a stalled gateway' if breaches else ''}. {health}")
+                f"conflict{' but at a stalled gateway' if breaches else ''}. {health}{stalled}")
     return Result(name, not problems, figures, text)
 
 

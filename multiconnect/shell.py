@@ -6,17 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from aiohttp import web
 
-from . import db as dbq
 from .config import NodeConfig
-from .db import Database, DatabaseError
+from .db import Database
 
 T = TypeVar("T")
 log = logging.getLogger("multiconnect")
@@ -36,29 +36,45 @@ async def call(db: Database, fn: Callable[..., T], *args: Any, transaction: bool
                                    transaction=transaction)
 
 
+def awaiting(aw: Awaitable[T]) -> Generator[Awaitable[T], Any, T]:
+    """One wait of a role generator (:mod:`multiconnect.roles`): yields ``aw`` to
+    :func:`drive`, which awaits it and sends back its result (or throws its exception)."""
+    return (yield aw)
+
+
+async def drive(gen: Generator[Awaitable[Any], Any, T]) -> T:
+    """Run a role generator on asyncio. A cancellation is thrown into the generator like any
+    exception, so its ``finally`` clauses run."""
+    value: Any = None
+    exc: BaseException | None = None
+    while True:
+        try:
+            aw = gen.send(value) if exc is None else gen.throw(exc)
+        except StopIteration as done:
+            return done.value
+        try:
+            value, exc = await aw, None
+        except BaseException as e:  # noqa: BLE001 - handed to the generator
+            value, exc = None, e
+
+
+def reply(answer: tuple[int, Any]) -> web.Response:
+    """A role's ``(status, body)`` as a JSON response."""
+    return web.json_response(answer[1], status=answer[0])
+
+
+async def read_json(request: web.Request) -> tuple[Any, web.Response | None]:
+    """The request's JSON body, or the error response for a body that is not JSON."""
+    try:
+        return await request.json(), None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None, web.json_response({"errors": [{
+            "code": 1000, "title": "Generic error", "details": "body is not valid JSON"}]},
+            status=400)
+
+
 def _apply(fn: Callable[..., T], args: tuple, cur: Any) -> T:
     return fn(cur, *args)
-
-
-async def wait_for_schema(db: Database, want: int, stop: asyncio.Event) -> int:
-    """Wait until the database schema has version ``want`` (nodes never write to a schema
-    they do not know). Returns the version found."""
-    last = None
-    while not stop.is_set():
-        try:
-            version = await call(db, dbq.schema_version)
-        except DatabaseError as e:
-            version, msg = None, f"database unavailable ({e})"
-        else:
-            msg = f"schema version {version}, this node needs {want}"
-            if version == want:
-                return version
-        if msg != last:
-            log.info("waiting: %s", msg)
-            last = msg
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.5)
-    return -1
 
 
 async def start_site(app: web.Application, port: int, cfg: NodeConfig | None = None,

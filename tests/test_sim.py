@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness import bounds
-from multiconnect.core.ownership import Gateway
+from multiconnect.core.ownership import Gateway, OwnershipCore
 from multiconnect.db import NotPrimary
 from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
@@ -131,7 +131,7 @@ def test_bounds_are_the_harness_bounds():
 
 
 # ---------------------------------------------------------------------------- mutation checks
-@pytest.mark.parametrize("brk,kind", [("never-self-fence", "no-self-fence"),
+@pytest.mark.parametrize("brk,kind", [("never-self-fence", "acts-invalid"),
                                       ("promote-on-primary-miss", "spurious-promotion")])
 def test_each_break_is_found_in_the_ci_range_with_a_replay_line(brk, kind, capsys):
     rc = main(["--seeds", str(len(CI_SEEDS)), "--first", str(CI_SEEDS[0]), "--break", brk])
@@ -207,12 +207,12 @@ RACES = [(1, 0.0), (2, 2.5), (3, 5.0), (6, 0.0)]  # (seed, gw_lead) that hit the
 def _no_ghost_wait(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch off the ghost wait (finding 5): every gateway end counts as the gateway's own,
     so the core reconnects after the short backoff as it did before."""
-    real = sim_coreapp.OwnershipCore.gateway_down
+    real = OwnershipCore.gateway_down
 
     def gateway_down(self, now, reason, gateway_ended=False):
         return real(self, now, reason, gateway_ended=True)
 
-    monkeypatch.setattr(sim_coreapp.OwnershipCore, "gateway_down", gateway_down)
+    monkeypatch.setattr(OwnershipCore, "gateway_down", gateway_down)
 
 
 def _prefix_close(self):
@@ -221,7 +221,7 @@ def _prefix_close(self):
     if conn is None:
         self.execute(self.own.gateway_down(self.mono(), "closed"))
         return
-    conn.close()
+    yield from self.gw_close(conn)
     if self.conn is conn:
         self._on_closed(conn)
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from ..config import DbConfig, NodeConfig
 from ..db import DatabaseError, NotPrimary
 from .net import BASE_MIN, EOF, Conn, Link, Net
 from .world import AWAIT, Endpoint, Fut, SimTimeout, World
 
 if TYPE_CHECKING:
+    from .cluster import SimConfig
     from .db import SimDatabase
 
 DB_TIMEOUT = 2.0
@@ -177,8 +179,20 @@ class SimHost(Endpoint):
         self.world.note(self.name, "crash")
 
 
+def node_config(cfg: SimConfig, role: str, name: str) -> NodeConfig:
+    """The configuration a container of this simulated node would get (its addresses are
+    its name)."""
+    t = cfg.timing
+    return NodeConfig(role, name, DbConfig(), advertise_address=name, heartbeat_address=name,
+                      gateway_ping_timeout=t.gateway_ping_timeout,
+                      db_monitor_scale=t.db_monitor_scale, lease_ttl=t.lease_ttl,
+                      heartbeat_interval=t.heartbeat_interval,
+                      unhealthy_interval=t.unhealthy_interval, test_break=cfg.breaks)
+
+
 class Proc:
-    """One incarnation of a role process on ``host``."""
+    """One incarnation of a role process on ``host``; the part of a role's driver
+    (:mod:`multiconnect.roles`) every role shares: clock, log, tasks, HTTP."""
 
     def __init__(self, host: SimHost) -> None:
         self.host = host
@@ -192,6 +206,16 @@ class Proc:
 
     def spawn(self, gen: Generator[Any, Any, Any], name: str = "") -> None:
         self.world.spawn(self.host, gen, name)
+
+    def wall(self) -> float:
+        return self.host.wall()
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        """The role's log is the trace (formatted only when printed)."""
+        self.world.note(self.name, fmt, *args)
+
+    def unexpected(self, what: str) -> None:
+        raise  # noqa: PLE0704 - called inside ``except``: the simulator stops at a bug
 
     # -- HTTP --------------------------------------------------------------------------------
     def http(self, server: SimHost, link: Link, handler: str, args: Any, timeout: float,

@@ -63,20 +63,22 @@ class WebappProc(Proc):
         shard = shard_of(to, len(self.rows))
         return shard, dict(self.rows).get(shard)
 
-    def forward(self, owner: str, msg_id: str, shard: int) -> Generator[Any, Any, str]:
+    def forward(self, owner: str, msg_id: str, to: str, shard: int
+                ) -> Generator[Any, Any, str]:
         host = self.cl.hosts[owner]
         link = self.cl.net.link(self.name, owner)
         sure = self.cl.gateway_clear(owner)  # the owner's own send must be quick too
         try:
-            status, code = yield from self.http(host, link, "message", (msg_id, shard),
-                                                MESSAGE_TIMEOUT, sure)
+            status, body = yield from self.http(
+                host, link, "message", {"id": msg_id, "to": to, "body": "", "shard": shard},
+                MESSAGE_TIMEOUT, sure)
         except HttpError as e:
             return "not_sent" if e.kind == "connect" else "unknown"
         except SimTimeout:
             return "unknown"
         if status == 200:
             return "ok"
-        if status == 409 or (status == 503 and code == 1011):
+        if status == 409 or (status == 503 and body["errors"][0]["code"] == 1011):
             return "not_sent"
         return "unknown"
 
@@ -90,14 +92,14 @@ class WebappProc(Proc):
         if owner is None:
             self.cl.check.send_done(msg_id, shard, "not_sent", None)
             return
-        outcome = yield from self.forward(owner, msg_id, shard)
+        outcome = yield from self.forward(owner, msg_id, to, shard)
         if outcome == "not_sent":
             yield from self.refresh()
             new_shard, new_owner = self.owner_of(to)
             if new_owner is not None and (new_owner, new_shard) != (owner, shard):
                 shard, owner = new_shard, new_owner
-                outcome = yield from self.forward(owner, msg_id, shard)
+                outcome = yield from self.forward(owner, msg_id, to, shard)
         self.cl.check.send_done(msg_id, shard, outcome, owner)
 
     def on_http(self, handler: str, args: Any, ctx: tuple) -> None:
-        self.reply(ctx, 404)
+        self.reply(ctx, (404, {}))

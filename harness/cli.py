@@ -1,11 +1,12 @@
-"""``python -m harness up|down|ps|logs|images|doctor|mutation`` — hand exploration and outside
-tools.
+"""``python -m harness up|down|ps|logs|images|doctor|mutation|mutation-sim`` — hand exploration
+and outside tools.
 
 ``up`` starts a cluster, waits until ready, prints one JSON object (``--json``) and leaves it
 running (owner label ``keep``: the sweeper never touches it); ``down`` removes it; ``doctor``
 checks the machine without starting anything (``harness.doctor``); ``mutation`` runs the
 failover suite against each broken build in ``mutations/`` (``harness.mutation``, its own
-options: ``python -m harness mutation --help``).
+options: ``python -m harness mutation --help``); ``mutation-sim`` runs the simulator against
+each of them (``harness.mutation_sim``).
 
 The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
 is missing) under an interpreter without the project's packages, e.g. Debian's python3.
@@ -117,16 +118,24 @@ def cmd_mutation(args: argparse.Namespace) -> int:
     return mutation_main(args.args)
 
 
-def _mutation_argv(argv: Sequence[str] | None) -> list[str] | None:
-    """The arguments after ``mutation`` (all of them its own, ``--help`` included), or None."""
+def cmd_mutation_sim(args: argparse.Namespace) -> int:
+    from .mutation_sim import main as mutation_sim_main
+    return mutation_sim_main(args.args)
+
+
+OWN_OPTIONS = {"mutation": cmd_mutation, "mutation-sim": cmd_mutation_sim}
+
+
+def _own_argv(argv: Sequence[str] | None) -> tuple[str, list[str]] | None:
+    """A subcommand that parses its own options (``--help`` included) and its arguments."""
     words = list(sys.argv[1:] if argv is None else argv)
-    return words[1:] if words[:1] == ["mutation"] else None
+    return (words[0], words[1:]) if words[:1] and words[0] in OWN_OPTIONS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    rest = _mutation_argv(argv)
-    if rest is not None:
-        return cmd_mutation(argparse.Namespace(args=rest))
+    own = _own_argv(argv)
+    if own is not None:
+        return OWN_OPTIONS[own[0]](argparse.Namespace(args=own[1]))
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -159,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    "(options: python -m harness mutation --help)")
     mutation.add_argument("args", nargs=argparse.REMAINDER)
     mutation.set_defaults(fn=cmd_mutation)
+    mutation_sim = sub.add_parser("mutation-sim", add_help=False,
+                                  help="the simulator against each broken build in mutations/ "
+                                       "(options: python -m harness mutation-sim --help)")
+    mutation_sim.add_argument("args", nargs=argparse.REMAINDER)
+    mutation_sim.set_defaults(fn=cmd_mutation_sim)
     args = p.parse_args(argv)
     if args.fn is cmd_doctor:
         return cmd_doctor(args)

@@ -60,6 +60,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=40,
                    help="trace lines shown before a violation (default 40)")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--stop-at-first", action="store_true",
+                   help="stop at the first seed that violates an invariant (one process); "
+                        "the mutation runner's 'caught within K seeds'")
     return p
 
 
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     summary.jobs = args.jobs if len(configs) > 1 else 1
     started_wall, started_cpu = time.monotonic(), time.process_time()
     failures: list[Result] = []
+    if args.stop_at_first and args.jobs > 1:
+        print("multiconnect.sim: --stop-at-first runs in one process (drop --jobs)",
+              file=sys.stderr)
+        return 2
     if args.jobs > 1 and len(configs) > 1:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(args.jobs) as pool:
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                 res.trace = []
             if args.trace and args.seed is not None:
                 print("\n".join(res.trace_lines()))
+            if failures and args.stop_at_first:
+                break
     summary.wall = time.monotonic() - started_wall
     summary.cpu = time.process_time() - started_cpu
     print(summary.render())

@@ -1,0 +1,45 @@
+"""``harness.mutation_sim``: which files the simulator runs, the table, and one real mutant
+caught by the simulator (subprocesses on a scratch copy; seconds)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from harness import mutation, mutation_sim
+from harness.mutation_sim import SimOutcome
+
+
+def test_the_simulator_runs_the_roles_and_not_the_rest_api():
+    files = mutation_sim.simulated_files()
+    assert {"multiconnect/roles/master.py", "multiconnect/roles/coreapp.py",
+            "multiconnect/core/ownership.py"} <= files
+    assert "multiconnect/webapp.py" not in files and "multiconnect/media.py" not in files
+
+
+def test_patched_files_name_the_diff_targets():
+    m = mutation.select(mutation.load_library(), ["shell-confirm-error-stays-in-flight"])[0]
+    assert mutation_sim.patched_files(m) == {"multiconnect/roles/coreapp.py"}
+
+
+def test_table_has_a_column_per_timing():
+    outcomes = [SimOutcome("a", "shell", "documented", "caught", 3, "conflict", 1.0),
+                SimOutcome("a", "shell", "ci", "survived", 100, "", 9.0),
+                SimOutcome("b", "media", "-", "not simulated", 0, "", 0.0)]
+    lines = mutation_sim.table(outcomes).splitlines()
+    assert lines[0] == "| mutant | layer | sim documented | sim ci |"
+    assert lines[2] == "| a | shell | 3 (conflict) | survived 100 |"
+    assert lines[3] == "| b | media | not simulated | not simulated |"
+
+
+def test_a_shell_mutant_is_caught_and_the_source_is_not():
+    """The broken build re-reads no confirmation after an error (the core stays 'in flight'
+    and the owner never confirms again): the simulator must catch it in a few seeds, and the
+    unmutated copy must pass the same seeds."""
+    m = mutation.select(mutation.load_library(), ["shell-confirm-error-stays-in-flight"])[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        verdict, seeds, what = mutation_sim.run_sim(mutation.apply_to_copy(m, Path(tmp)).parent,
+                                                    "ci", 20, 300)
+    assert verdict == "caught", (verdict, what)
+    clean = mutation_sim.run_sim(mutation.ROOT, "ci", seeds, 300)
+    assert clean[0] == "survived", clean

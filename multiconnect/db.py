@@ -196,8 +196,9 @@ def lease_attempt(cur, me: str, my_epoch: int | None, ttl: float) -> tuple[Lease
 
     Each branch of :func:`multiconnect.core.lease.decide` is one conditional statement, so
     the row is never locked across a round trip: RENEW only if the row still names us under
-    our epoch and is live; ACQUIRE only if it is free, expired, or ours under another epoch
-    (the new epoch comes back through ``LAST_INSERT_ID``); otherwise BUSY.
+    our epoch and is live; ACQUIRE only if it expired or is ours under another epoch (the new
+    epoch comes back through ``LAST_INSERT_ID``; a released lease expired at its release, a
+    live row without a holder is busy until it expires, as ``decide`` says); otherwise BUSY.
     """
     micros = int(ttl * 1_000_000)
     if my_epoch is not None:
@@ -208,7 +209,7 @@ def lease_attempt(cur, me: str, my_epoch: int | None, ttl: float) -> tuple[Lease
             return LeaseDecision.RENEW, me, my_epoch
     cur.execute("UPDATE master_lease SET epoch = LAST_INSERT_ID(epoch + 1), holder = %s, "
                 "expires_at = NOW(6) + INTERVAL %s MICROSECOND WHERE id = 1 AND "
-                "(holder IS NULL OR expires_at <= NOW(6) OR (holder = %s AND NOT epoch <=> %s))",
+                "(expires_at <= NOW(6) OR (holder = %s AND NOT epoch <=> %s))",
                 (me, micros, me, my_epoch))
     if cur.rowcount == 1:
         cur.execute("SELECT LAST_INSERT_ID()")

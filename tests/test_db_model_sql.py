@@ -156,7 +156,7 @@ def state_sql(cur: Any) -> dict[str, Any]:
 def run_sql(db: Database, c: Case) -> tuple[Any, dict[str, Any]]:
     def go(cur: Any) -> tuple[Any, dict[str, Any]]:
         load_sql(cur, c)
-        cur.execute("SET timestamp = %s", (f"{c.now // 1_000_000}.{c.now % 1_000_000:06d}",))
+        cur.execute(f"SET timestamp = {c.now // 1_000_000}.{c.now % 1_000_000:06d}")
         try:
             try:
                 result: Any = normalise(getattr(dbq, c.op)(cur, *c.args))

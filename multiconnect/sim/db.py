@@ -102,6 +102,12 @@ class SimDatabase:
         self.lease_valid[self.lease_epoch] = (me, self.lease_expires)
         return d, me, self.lease_epoch
 
+    def release_lease(self, me: str, epoch: int) -> bool:
+        if self.lease_holder != me or self.lease_epoch != epoch:
+            return False
+        self.lease_holder, self.lease_expires = None, self.now
+        return True
+
     # -- nodes ---------------------------------------------------------------------------
     def register_node(self, name: str, role: str, address: str = "", heartbeat_address: str = "",
                       container_id: str = "") -> None:

@@ -114,7 +114,8 @@ def draw(rng: random.Random) -> Case:
         case.args = (lease_me, rng.choice((lease_epoch, lease_epoch, lease_epoch + 1)), shard,
                      old, new, fence_extra)
     elif op == "confirm_ownership":
-        case.args = (rng.choice(COREAPPS), rng.choice((2.0, 10.0, 0.75)))
+        who = rng.choice(owners) if owners and rng.random() < 0.8 else rng.choice(COREAPPS)
+        case.args = (who, rng.choice((2.0, 10.0, 0.75)))
     elif op == "unhealthy_reports":
         case.args = (me, rng.choice((3.0, 7.5, 20.0)))
     return case

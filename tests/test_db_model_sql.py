@@ -14,6 +14,7 @@ microsecond. A mismatch prints the seed, the state and both sides.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -41,7 +42,7 @@ MASTERS = ("master-1", "master-2", "master-3")
 COREAPPS = ("coreapp-1", "coreapp-2", "coreapp-3", "coreapp-4")
 EPOCH_US = 1_790_000_000 * 1_000_000  # around the simulator's wall clock
 OPS = ("lease_attempt", "release_lease", "promote", "confirm_ownership", "read_shard_map",
-       "unhealthy_reports", "list_nodes")
+       "unhealthy_reports", "list_nodes", "write_settings", "read_settings")
 
 
 def to_dt(us: int) -> dt.datetime:
@@ -66,6 +67,7 @@ class Case:
     shards: list[tuple[str | None, int, int | None, int | None]] = field(default_factory=list)
     nodes: dict[str, int] = field(default_factory=dict)          # name -> last_seen (µs)
     views: dict[tuple[str, str], tuple[bool, int]] = field(default_factory=dict)
+    settings: tuple[Settings, int] = (Settings(), 1)
     op: str = ""
     args: tuple = ()
 
@@ -95,6 +97,7 @@ def draw(rng: random.Random) -> Case:
         for c in COREAPPS:
             if rng.random() < 0.4:
                 case.views[(m, c)] = (rng.random() < 0.5, near())
+    case.settings = (random_settings(rng), rng.randrange(1, 50))
     me = rng.choice(MASTERS)
     epoch_guess = rng.choice((None, lease_epoch, lease_epoch + 1, max(0, lease_epoch - 1)))
     ttl = rng.choice((0.5, 3.0, 5.0, 10.0, 7.123457))
@@ -118,13 +121,25 @@ def draw(rng: random.Random) -> Case:
         case.args = (who, rng.choice((2.0, 10.0, 0.75)))
     elif op == "unhealthy_reports":
         case.args = (me, rng.choice((3.0, 7.5, 20.0)))
+    elif op == "write_settings":
+        lease_me = holder if holder and rng.random() < 0.7 else me
+        case.args = (lease_me, rng.choice((lease_epoch, lease_epoch, lease_epoch + 1)),
+                     random_settings(rng))
     return case
+
+
+def random_settings(rng: random.Random) -> Settings:
+    h = rng.randrange(1, 30)
+    return Settings(h, rng.randrange(2 * h, 200), rng.choice(("", "https://hooks.example")))
 
 
 # ------------------------------------------------------------------------------ SQL side
 def load_sql(cur: Any, c: Case) -> None:
-    for table in ("shard_map", "nodes", "heartbeat_views"):
+    for table in ("shard_map", "nodes", "heartbeat_views", "settings"):
         cur.execute(f"DELETE FROM {table}")
+    settings, version = c.settings
+    cur.execute("INSERT INTO settings (name, value) VALUES ('application', %s), "
+                "('settings_version', %s)", (json.dumps(settings.to_json()), str(version)))
     holder, epoch, expires = c.lease
     cur.execute("UPDATE master_lease SET holder = %s, epoch = %s, expires_at = %s WHERE id = 1",
                 (holder, epoch, to_dt(expires)))
@@ -151,7 +166,8 @@ def state_sql(cur: Any) -> dict[str, Any]:
                 "FROM shard_map ORDER BY shard")
     shards = [(int(r[0]), r[1], int(r[2]), to_us(r[3]), to_us(r[4]), to_us(r[5]))
               for r in cur.fetchall()]
-    return {"lease": (holder, int(epoch), to_us(expires)), "shards": shards}
+    return {"lease": (holder, int(epoch), to_us(expires)), "shards": shards,
+            "settings": dbq.read_settings(cur)}
 
 
 def run_sql(db: Database, c: Case) -> tuple[Any, dict[str, Any]]:
@@ -172,7 +188,8 @@ def run_sql(db: Database, c: Case) -> tuple[Any, dict[str, Any]]:
 # ------------------------------------------------------------------------------ model side
 def run_model(c: Case) -> tuple[Any, dict[str, Any]]:
     world = SimpleNamespace(now=c.now / 1e6)
-    m = SimDatabase(world, len(c.shards), Settings())
+    m = SimDatabase(world, len(c.shards), c.settings[0])
+    m.settings_version = c.settings[1]
     holder, epoch, expires = c.lease
     m.lease_holder, m.lease_epoch, m.lease_expires = holder, epoch, expires / 1e6
     m.shard_rows = {}
@@ -190,7 +207,8 @@ def run_model(c: Case) -> tuple[Any, dict[str, Any]]:
     shards = [(r.shard, r.hostname, r.epoch, to_us(r.valid_until), to_us(r.fence_until),
                to_us(r.updated_at)) for _, r in sorted(m.shard_rows.items())]
     lease = (m.lease_holder, m.lease_epoch, to_us(m.lease_expires))
-    return result, {"lease": lease, "shards": shards}
+    return result, {"lease": lease, "shards": shards,
+                    "settings": (m.settings, m.settings_version)}
 
 
 def normalise(result: Any) -> Any:

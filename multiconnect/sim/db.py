@@ -183,6 +183,16 @@ class SimDatabase:
     def read_settings(self) -> tuple[Settings, int]:
         return self.settings, self.settings_version
 
+    def write_settings(self, me: str, lease_epoch: int, settings: Settings) -> int:
+        try:
+            self._lock_lease(me, lease_epoch)
+        except NotPrimary:
+            raise NotPrimary(f"settings write refused: the lease is no longer ours "
+                             f"(epoch {lease_epoch})") from None
+        self.settings = settings
+        self.settings_version += 1
+        return self.settings_version
+
     # -- helpers for the checker and the workload ----------------------------------------------
     def owner(self, shard: int) -> str | None:
         return self.shard_rows[shard].hostname

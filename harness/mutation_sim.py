@@ -11,6 +11,11 @@ the first seed that violates an invariant (the seed count and the invariant are 
 after N clean seeds. The unmutated source runs the same seeds first; a violation there
 stops the run (a mutant's catch would mean nothing).
 
+The simulator runs a model of the SQL (``multiconnect/sim/db.py``), so a mutant of
+``multiconnect/db.py`` is also run through the differential test of that model against the
+SQL on a real MariaDB (``tests/test_db_model_sql.py``, copied beside the mutated copy):
+column ``differential``, *caught* when it fails.
+
 ``python -m harness mutation-sim [--only NAME ...] [--seeds N] [--timing T ...] [--out F]``
 """
 
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +37,8 @@ from pathlib import Path
 from .mutation import ROOT, SOURCE, Mutant, MutantError, apply_to_copy, load_library, select
 
 TIMINGS = ("documented", "ci")
+SQL_FILE = "multiconnect/db.py"
+DIFFERENTIAL = ("tests/test_db_model_sql.py", "tests/local_cluster.py")
 FAIL_LINE = re.compile(r"^FAIL seed (\d+): (\S+) at t=")
 PATCHED_FILE = re.compile(r"^diff --git a/(\S+) ", re.M)
 
@@ -84,6 +92,22 @@ def run_sim(tree: Path, timing: str, seeds: int, timeout: float) -> tuple[str, i
     return "crashed", 0, last[:160]
 
 
+def run_differential(tree: Path, timeout: float) -> tuple[str, str]:
+    """(verdict, first failure line) of the differential test against ``tree``'s SQL."""
+    (tree / "tests").mkdir(exist_ok=True)
+    for rel in DIFFERENTIAL:
+        shutil.copy(ROOT / rel, tree / rel)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                          "-p", "no:randomly", "tests/test_db_model_sql.py"], cwd=tree,
+                         capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'tests'}"})
+    lines = res.stdout.splitlines()
+    if res.returncode == 0:
+        return "survived", lines[-1] if lines else ""
+    failed = next((ln for ln in lines if ln.startswith("E ")), lines[-1] if lines else "")
+    return "caught" if res.returncode == 1 else "crashed", failed[:160]
+
+
 def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
             progress: Callable[[str], None] = print, timeout: float = 900.0
             ) -> list[SimOutcome]:
@@ -102,6 +126,12 @@ def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
             continue
         with tempfile.TemporaryDirectory(prefix="mc-mut-sim-") as tmp:
             apply_to_copy(m, Path(tmp))
+            if SQL_FILE in patched_files(m):
+                began = time.monotonic()
+                verdict, what = run_differential(Path(tmp), timeout)
+                outcomes.append(SimOutcome(m.name, m.layer, "differential", verdict, 0, what,
+                                           round(time.monotonic() - began, 1)))
+                progress(f"{m.name} [differential]: {verdict} in {outcomes[-1].seconds:g} s")
             for timing in timings:
                 began = time.monotonic()
                 verdict, n, what = run_sim(Path(tmp), timing, seeds, timeout)
@@ -116,22 +146,31 @@ def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
 
 
 def table(outcomes: Sequence[SimOutcome]) -> str:
-    """Markdown: one row per mutant, one column per timing ("caught within K seeds")."""
+    """Markdown: one row per mutant, one column per timing ("caught within K seeds") and,
+    where any SQL mutant ran, one for the differential test."""
     timings = [t for t in TIMINGS if any(o.timing == t for o in outcomes)]
+    differential = any(o.timing == "differential" for o in outcomes)
     rows: dict[str, dict[str, str]] = {}
     layer: dict[str, str] = {}
     for o in outcomes:
         layer[o.mutant] = o.layer
-        cell = {"caught": f"{o.seeds} ({o.invariant})", "crashed": f"crashed ({o.invariant})",
-                "survived": f"survived {o.seeds}", "not simulated": "not simulated"}[o.verdict]
+        if o.timing == "differential":
+            cell = o.verdict
+        else:
+            cell = {"caught": f"{o.seeds} ({o.invariant})", "crashed": f"crashed ({o.invariant})",
+                    "survived": f"survived {o.seeds}",
+                    "not simulated": "not simulated"}[o.verdict]
         rows.setdefault(o.mutant, {})[o.timing] = cell
-    head = "| mutant | layer | " + " | ".join(f"sim {t}" for t in timings) + " |"
-    lines = [head, "|" + "---|" * (2 + len(timings))]
+    columns = [f"sim {t}" for t in timings] + (["differential"] if differential else [])
+    head = "| mutant | layer | " + " | ".join(columns) + " |"
+    lines = [head, "|" + "---|" * (2 + len(columns))]
     for name, cells in rows.items():
         if "-" in cells:
             values = [cells["-"]] * len(timings)
         else:
             values = [cells.get(t, "") for t in timings]
+        if differential:
+            values.append(cells.get("differential", "-"))
         lines.append(f"| {name} | {layer[name]} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 

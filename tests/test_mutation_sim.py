@@ -43,3 +43,13 @@ def test_a_shell_mutant_is_caught_and_the_source_is_not():
     assert verdict == "caught", (verdict, what)
     clean = mutation_sim.run_sim(mutation.ROOT, "ci", seeds, 300)
     assert clean[0] == "survived", clean
+
+
+def test_table_adds_the_differential_column_for_sql_mutants():
+    outcomes = [SimOutcome("s", "sql", "differential", "caught", 0, "E assert", 2.0),
+                SimOutcome("s", "sql", "ci", "survived", 100, "", 9.0),
+                SimOutcome("c", "core", "ci", "caught", 1, "conflict", 1.0)]
+    lines = mutation_sim.table(outcomes).splitlines()
+    assert lines[0] == "| mutant | layer | sim ci | differential |"
+    assert lines[2] == "| s | sql | survived 100 | caught |"
+    assert lines[3] == "| c | core | 1 (conflict) | - |"

@@ -36,9 +36,10 @@ HTTP   code   title                           when
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:  # aiohttp only where a response is built: the codes are shared with the
+    from aiohttp import web  # simulator (multiconnect.roles), which runs without aiohttp
 
 MESSAGE_TOO_LONG = 1001
 INVALID_RECIPIENT_TYPE = 1002
@@ -97,6 +98,8 @@ def error_body(code: int, details: str) -> dict[str, Any]:
 
 def error_response(status: int, code: int, details: str,
                    headers: dict[str, str] | None = None) -> web.Response:
+    from aiohttp import web
+
     return web.json_response(error_body(code, details), status=status, headers=headers)
 
 

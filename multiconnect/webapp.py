@@ -34,7 +34,7 @@ import platform
 import re
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,9 +59,11 @@ from .media import (
     MediaUnavailable,
     open_media_store,
 )
+from .roles import sender
+from .roles.sender import Attempt, Sender
 from .settings import Settings, SettingsError, apply_patch
 from .sharding import ALLOWED_SHARD_COUNTS, shard_of
-from .shell import install_stop, sleep_or_stop, spawn, start_site
+from .shell import awaiting, drive, install_stop, sleep_or_stop, spawn, start_site
 
 T = TypeVar("T")
 log = logging.getLogger("multiconnect.webapp")
@@ -325,16 +327,6 @@ class WebappDeps:
     options: WebappOptions = field(default_factory=WebappOptions)
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """Outcome of one forward to a coreapp."""
-
-    kind: str                        # ok | not_sent | unknown | rejected
-    status: int = 201
-    code: int = 0
-    details: str = ""
-
-
 def new_message_id() -> str:
     return "gBEG" + base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")
 
@@ -419,7 +411,7 @@ def parse_basic(header: str | None) -> tuple[str, str]:
     return user, password
 
 
-class Webapp:
+class Webapp(Sender):
     """The webapp's state and handlers (see the module docstring for the model)."""
 
     def __init__(self, cfg: NodeConfig, deps: WebappDeps) -> None:
@@ -427,6 +419,7 @@ class Webapp:
         self.store = deps.store
         self.clock = deps.clock
         self.opts = deps.options
+        self.refresh_deadline = self.opts.refresh_deadline
         self._media_factory = deps.media_factory
         self._media: Any = None
         self.metrics = Metrics()
@@ -704,7 +697,22 @@ class Webapp:
         return web.json_response({"health": dict(results)})
 
     # ------------------------------------------------------------------ messages
-    async def forward(self, owner: str, payload: dict[str, Any]) -> Attempt:
+    # the shared rule (multiconnect.roles.sender.Sender): the driver's side
+    def map_known(self) -> bool:
+        return bool(self.shard_rows)
+
+    def refresh(self, deadline: float) -> Generator[Any, Any, bool]:
+        return awaiting(self.refresh_topology(deadline))
+
+    def forward(self, owner: str, payload: dict[str, Any]) -> Generator[Any, Any, Attempt]:
+        return awaiting(self._post_message(owner, payload))
+
+    def on_retry(self, msg_id: str, owner: str, attempt: Attempt, new_owner: str) -> None:
+        self.metrics.retries += 1
+        log.info("message %s: %s failed (%s), retrying on %s", msg_id, owner,
+                 attempt.details, new_owner)
+
+    async def _post_message(self, owner: str, payload: dict[str, Any]) -> Attempt:
         url = f"http://{self.address_of(owner)}/internal/messages"
         assert self.session is not None
         timeout = self.opts.message_timeout
@@ -717,55 +725,18 @@ class Webapp:
                 except ValueError:
                     data = None
         except aiohttp.ClientConnectorError as e:  # never connected: certainly not sent
-            return Attempt("not_sent", 503, E.SERVICE_NOT_READY, f"{owner} unreachable: {e}")
+            return sender.unreachable(owner, e)
         except TimeoutError:
-            return Attempt("unknown", 504, E.INTERNAL_ERROR,
-                           f"{owner} did not answer within {timeout:g} s; the message may have "
-                           "been sent")
+            return sender.no_answer(owner, timeout)
         except aiohttp.ClientError as e:
-            return Attempt("unknown", 502, E.INTERNAL_ERROR,
-                           f"connection to {owner} failed after the request was sent "
-                           f"({type(e).__name__}: {e}); the message may have been sent")
-        code = E.envelope_code(data)
-        theirs = data["errors"][0].get("details", "") if code is not None else ""
-        if status == 200:
-            return Attempt("ok")
-        if status == 409:
-            return Attempt("not_sent", 503, E.NOT_PRIMARY_COREAPP,
-                           f"{owner} is not primary for shard {payload['shard']}: {theirs}")
-        if status == 503 and code == E.SERVICE_NOT_READY:
-            return Attempt("not_sent", 503, E.SERVICE_NOT_READY, f"{owner}: {theirs}")
-        if status == 400:
-            return Attempt("rejected", 400, code or E.INVALID_PARAMETER, f"{owner}: {theirs}")
-        return Attempt("unknown", 504 if status == 504 else 502, E.INTERNAL_ERROR,
-                       f"{owner} answered HTTP {status} ({theirs or 'no details'}); "
-                       "the message may have been sent")
+            return sender.broken(owner, f"{type(e).__name__}: {e}")
+        return sender.answered(owner, payload["shard"], status, data)
 
     async def send(self, to: str, text: str) -> tuple[str, Attempt, int]:
         """Route one message; returns (id, final attempt, shard)."""
         msg_id = new_message_id()
         started = self.clock.monotonic()
-        shard, owner = self.owner_of(to)
-        if owner is None:  # maybe a promotion just happened: look once more
-            await self.refresh_topology(self.opts.refresh_deadline)
-            shard, owner = self.owner_of(to)
-        if owner is None:
-            why = ("shard map unknown" if not self.shard_rows
-                   else f"no primary coreapp for shard {shard}")
-            self.metrics.sent(shard, "not_sent")
-            return msg_id, Attempt("not_sent", 503, E.SERVICE_NOT_READY, why), shard
-        attempt = await self.forward(owner, {"id": msg_id, "to": to, "body": text,
-                                             "shard": shard})
-        if attempt.kind == "not_sent":
-            await self.refresh_topology(self.opts.refresh_deadline)
-            new_shard, new_owner = self.owner_of(to)
-            if new_owner is not None and (new_owner, new_shard) != (owner, shard):
-                self.metrics.retries += 1
-                log.info("message %s: %s failed (%s), retrying on %s", msg_id, owner,
-                         attempt.details, new_owner)
-                shard, owner = new_shard, new_owner
-                attempt = await self.forward(owner, {"id": msg_id, "to": to, "body": text,
-                                                     "shard": shard})
+        attempt, shard, _ = await drive(self.route(msg_id, to, text))
         latency = self.clock.monotonic() - started if attempt.kind == "ok" else None
         self.metrics.sent(shard, "ok" if attempt.kind == "ok" else
                           "unknown" if attempt.kind == "unknown" else "not_sent", latency)

@@ -89,6 +89,7 @@ class Cluster:
         self.check = Checker(self)
         self.db.on_promote = self.check.on_promote
         self.gateway.on_conflict = self.check.on_conflict
+        self.gateway.on_deliver = self.check.on_deliver
         self.gateway.on_connect = self._on_gateway_connect
         rng = w.rng
         self.hosts: dict[str, SimHost] = {}

@@ -55,7 +55,7 @@ class SimGateway(Endpoint):
         self._next = 1
         self.on_conflict: Callable[[GwConn, GwConn], None] | None = None
         self.on_connect: Callable[[GwConn], None] | None = None
-        self.on_deliver: Callable[[GwConn, str], None] | None = None
+        self.on_deliver: Callable[[GwConn, str, int | None], None] | None = None
 
     # -- record ----------------------------------------------------------------------------
     def _record(self, type_: str, c: GwConn, extra: str = "") -> None:
@@ -108,12 +108,12 @@ class SimGateway(Endpoint):
             self.net.send(conn, False, ("pong",))
         elif op == "send":
             msg_id = msg[1]
-            dup = msg_id in self.delivered
-            if not dup:
+            first = self.delivered.get(msg_id)
+            if first is None:
                 self.delivered[msg_id] = c.id
-            self._record("deliver", c, f" id {msg_id}{' duplicate' if dup else ''}")
+            self._record("deliver", c, f" id {msg_id}{' duplicate' if first else ''}")
             if self.on_deliver is not None:
-                self.on_deliver(c, msg_id)
+                self.on_deliver(c, msg_id, first)
             self.net.send(conn, False, ("ack", msg_id))
 
     def _connect(self, c: GwConn, shard: int, node: str, epoch: int) -> None:

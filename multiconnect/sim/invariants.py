@@ -20,6 +20,8 @@ Safety (every step that could break them):
   without any *other* master's own tracker having called it unhealthy within the freshness
   window (the documented two-witness rule).
 - ``acked-lost``: a send was acknowledged but the gateway never delivered it.
+- ``duplicate``: the gateway delivered one message id twice (the webapp retries only a send
+  that was certainly not sent; docs/promises.md D2).
 Liveness and bounds (``recovery``, ``failover-bound``) are judged by the runner.
 """
 
@@ -183,6 +185,11 @@ class Checker:
                             if same else "")
             return
         self.fail("conflict", detail)
+
+    def on_deliver(self, c: GwConn, msg_id: str, first: int | None) -> None:
+        if first is not None:
+            self.fail("duplicate", f"message {msg_id} delivered on conn {c.id} ({c.node}) "
+                      f"after conn {first} had delivered it")
 
     def send_done(self, msg_id: str, shard: int, outcome: str, owner: str | None) -> None:
         self.outcomes[outcome] += 1

@@ -722,3 +722,66 @@ def test_nightly_seed_ranges(name, cfg, seeds, request):
         if not r.ok and (name, seed) not in KNOWN:
             bad.append(f"seed {seed}: {r.violation}\n  {replay_command(r.cfg)}")
     assert not bad, "\n".join(bad)
+
+
+# ---------------------------------------------------------------------------- settings
+def _failover_after_patch(seed: int, patch: dict | None) -> tuple[Scenario, dict]:
+    """Documented timing (u = 30 s); an operator lowers u to 12 s at 20 s (or nobody does);
+    the owner of shard 0 is killed at 60 s. Returns the scenario and what was measured."""
+    s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2))
+    st: dict = {}
+    if patch is not None:
+        s.at(20.0, lambda s: s.cl.patch_settings(patch))
+
+    def kill(s: Scenario) -> None:
+        st["victim"], st["t0"] = s.owner(0), s.world.now
+        s.kill(st["victim"])
+
+    class Watch:
+        def on_promoted(self, shard: int, old: str | None, new: str) -> None:
+            if "t0" in st and old == st["victim"] and shard == 0:
+                st.setdefault("promoted", s.world.now - st["t0"])
+
+        def on_connected(self, c: object) -> None:
+            pass
+
+    s.cl.watchers.append(Watch())
+    s.at(60.0, kill)
+    return s, st
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_settings_patch_reaches_every_role_and_the_detector_uses_it(seed):
+    """``PATCH`` through the webapp to the primary master (MasterRole.settings_patch); the
+    other master and every coreapp read it from the database; the failure detector then
+    promotes after the new u, not the preset's. Without the patch the same kill is
+    promoted after about the preset u (the scenario has teeth)."""
+    s, st = _failover_after_patch(seed, {"heartbeat_interval": 5, "unhealthy_interval": 12})
+    v = s.run(120.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(50.0))
+    for host in [*s.cl.masters, *s.cl.coreapps]:
+        if host.alive:
+            assert host.proc.settings.unhealthy_interval == 12, host.name
+    assert st["promoted"] <= 12 + 5 + 1.0, st  # u' + h + the monitor's and the db's rounds
+    plain, st0 = _failover_after_patch(seed, None)
+    assert plain.run(120.0) is None
+    # unhealthy = no answer for u since the last answered heartbeat was sent (≤ h before)
+    assert st0["promoted"] >= 30 - 5, st0
+
+
+def test_a_settings_patch_is_refused_by_a_secondary_and_validated():
+    s = Scenario(replace(BASE, seed=1, drift=0.0, send_rate=0.2))
+    s.run(20.0)
+    primary = next(h.proc for h in s.cl.masters if h.proc.is_primary())
+    secondary = next(h.proc for h in s.cl.masters if not h.proc.is_primary())
+    replies = {}
+
+    def ask(name, proc, body):
+        replies[name] = yield from proc.settings_patch(body)
+
+    s.cl.masters[0].proc.spawn(ask("secondary", secondary, {"heartbeat_interval": 4}))
+    s.cl.masters[0].proc.spawn(ask("bad", primary, {"unhealthy_interval": 0}))
+    s.run(25.0)
+    assert replies["secondary"][0] == 503
+    assert replies["secondary"][1]["errors"][0]["code"] == 1017
+    assert replies["bad"][0] == 400 and "unhealthy_interval" in str(replies["bad"][1])

@@ -25,7 +25,7 @@ from .world import World
 # the presets are shared with the Docker harness (harness.spec)
 
 FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
-               "db-outage", "db-slow", "clock-skew", "gateway-pause")
+               "db-outage", "db-slow", "clock-skew", "gateway-pause", "settings")
 BREAKS = ("never-self-fence", "promote-on-primary-miss")
 NET_MODELS = ("toxiproxy", "tcp")
 
@@ -115,9 +115,18 @@ class Cluster:
                 net.add_link(m.name, c.name)
             for wa in self.webapps:
                 net.add_link(wa.name, c.name)
+        for wa in self.webapps:  # the operator's settings changes go through a webapp
+            for m in self.masters:
+                net.add_link(wa.name, m.name)
         self.sending = True
         self._msg = 0
         self.watchers: list = []
+
+    def patch_settings(self, body: dict) -> None:
+        """An operator's ``PATCH /v1/settings/application`` through the first webapp."""
+        host = self.webapps[0]
+        if host.alive and host.proc is not None:
+            host.proc.request_settings(body)
 
     def new_message_id(self) -> str:
         self._msg += 1

@@ -215,9 +215,6 @@ class CoreappProc(Proc, CoreappRole):
         if handler == "heartbeat":
             self.reply(ctx, self.heartbeat_received(*args))
         elif handler == "message":
-            self.spawn(self._answer(self.message(args), ctx), "message")
+            self.answer(self.message(args), ctx)
         else:
             self.reply(ctx, (404, {}))
-
-    def _answer(self, handler: Gen, ctx: tuple) -> Gen:
-        self.reply(ctx, (yield from handler))

@@ -60,6 +60,9 @@ class SimDatabase:
         self.views: dict[tuple[str, str], tuple[bool, float]] = {}
         self.settings = settings
         self.settings_version = 1
+        # the largest settings ever written (the checker's and the bounds' windows)
+        self.widest_h = settings.heartbeat_interval
+        self.widest_u = settings.unhealthy_interval
         # ground truth for the checker
         self.lease_valid: dict[int, tuple[str, float]] = {}      # epoch -> (holder, expires)
         self.own_valid: dict[tuple[str, int], float] = {}        # (host, epoch) -> valid_until
@@ -191,6 +194,8 @@ class SimDatabase:
                              f"(epoch {lease_epoch})") from None
         self.settings = settings
         self.settings_version += 1
+        self.widest_h = max(self.widest_h, settings.heartbeat_interval)
+        self.widest_u = max(self.widest_u, settings.unhealthy_interval)
         return self.settings_version
 
     # -- helpers for the checker and the workload ----------------------------------------------

@@ -20,6 +20,11 @@ whichever is first. Kinds:
 - ``gateway-pause``: the gateway freezes (``docker pause``): connections are still accepted and
   what they carry queues up; heal resumes it (``SimGateway.resume_order``).
 - ``clock-skew``: a node's wall clock jumps by up to ±1 h (the cores must not care).
+- ``settings``: an operator PATCHes the settings (heartbeat interval h/2–2h, unhealthy
+  interval u/2–2u, at least twice the new h) through the first webapp to the primary master
+  (``MasterRole.settings_patch``; tried on each master, again every second until one takes
+  it); heal PATCHes the preset back. Every role reads the new values (broadcast through the
+  database) and its failure detector uses them.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ DURATION_U = {  # (min, max) in multiples of the unhealthy interval
     "kill": (0.2, 3.0), "pause": (0.03, 2.0), "cut": (0.1, 3.0), "blackhole": (0.1, 3.0),
     "oneway": (0.1, 3.0), "isolate": (0.1, 3.0), "latency": (0.1, 2.0), "loss": (0.1, 2.0),
     "db-outage": (0.03, 1.5), "db-slow": (0.1, 1.5), "clock-skew": (0.5, 4.0),
-    "gateway-pause": (0.03, 4.0),
+    "gateway-pause": (0.03, 4.0), "settings": (1.0, 6.0),
 }
 
 
@@ -206,6 +211,17 @@ class Injector:
             cl.hosts[name].wall_offset += offset
             undo = ("skew", name, offset)
             targets = f"{name} wall clock {offset:+.1f}s"
+        elif f.kind == "settings":
+            if "settings" in self.claims or not cl.webapps:
+                self._skip(f, "settings change under way" if cl.webapps else "no webapp")
+                return
+            self.claims["settings"] = f.index
+            t = cl.cfg.timing
+            h = max(1, round(t.heartbeat_interval * (0.5 + 1.5 * p0)))
+            u = max(2 * h, round(t.unhealthy_interval * (0.5 + 1.5 * p1)))
+            cl.patch_settings({"heartbeat_interval": h, "unhealthy_interval": u})
+            undo = ("settings",)
+            targets = f"PATCH heartbeat_interval {h}, unhealthy_interval {u}"
         else:  # pragma: no cover - validated in SimConfig
             raise ValueError(f.kind)
         self.active[f.index] = undo
@@ -245,6 +261,11 @@ class Injector:
             cl.db_server.slow.pop(index, None)
         elif kind == "skew":
             cl.hosts[undo[1]].wall_offset -= undo[2]
+        elif kind == "settings":
+            self.claims.pop("settings", None)
+            t = cl.cfg.timing
+            cl.patch_settings({"heartbeat_interval": t.heartbeat_interval,
+                               "unhealthy_interval": t.unhealthy_interval})
         w.note("nemesis", "heal f%d", index)
 
     def _heal_all(self, _: object) -> None:

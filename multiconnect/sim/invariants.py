@@ -126,7 +126,8 @@ class Checker:
             return
         t = cl.cfg.timing
         age = self.world.now - cl.db.nodes[old][1]
-        window = live_master_window(t.heartbeat_interval) + 3 * DB_TIMEOUT + 1.0
+        h = max(t.heartbeat_interval, cl.db.widest_h)  # settings faults may have raised it
+        window = live_master_window(h) + 3 * DB_TIMEOUT + 1.0
         cutoff = self.world.now - window
         if age > t.stale_after or cl.db.stale_seen.get(old, -1e18) >= cutoff:
             return  # the database detector may replace it (its row was stale lately)

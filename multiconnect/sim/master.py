@@ -64,4 +64,7 @@ class MasterProc(Proc, MasterRole):
 
     # ------------------------------------------------------------------ HTTP
     def on_http(self, handler: str, args: Any, ctx: tuple) -> None:
-        self.reply(ctx, (404, {}))
+        if handler == "settings_patch":
+            self.answer(self.settings_patch(args), ctx)
+        else:
+            self.reply(ctx, (404, {}))

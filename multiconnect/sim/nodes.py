@@ -246,6 +246,16 @@ class Proc:
     def on_http(self, handler: str, args: Any, ctx: tuple) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def answer(self, handler: Generator[Any, Any, Any], ctx: tuple) -> None:
+        """Run a role's HTTP method (a generator returning ``(status, body)``) as a task and
+        reply with what it returns."""
+        self.spawn(_answer(self, handler, ctx), "http")
+
+
+def _answer(proc: Proc, handler: Generator[Any, Any, Any], ctx: tuple
+            ) -> Generator[Any, Any, None]:
+    proc.reply(ctx, (yield from handler))
+
 
 def _http_fail(arg: tuple[World, Fut, str]) -> None:
     arg[0].fail(arg[1], HttpError(arg[2]))

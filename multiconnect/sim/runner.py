@@ -40,9 +40,10 @@ def recovery_bound(t: Timing) -> float:
             + (2 * h + k + FENCE_MARGIN) + h / 2 + OwnershipCore.connect_timeout + BOUND_MARGIN)
 
 
-def failover_bound(cfg: SimConfig) -> tuple[float, str]:
-    """The documented bound (harness.bounds) for a killed primary coreapp."""
-    t = cfg.timing
+def failover_bound(cfg: SimConfig, t: Timing | None = None) -> tuple[float, str]:
+    """The documented bound (harness.bounds) for a killed primary coreapp, under the preset's
+    settings or those of ``t``."""
+    t = t or cfg.timing
     h, u, k = t.heartbeat_interval, t.unhealthy_interval, t.gateway_ping_timeout
     if cfg.masters >= 2:
         return max(u + h, 2 * h + k + FENCE_MARGIN) + BOUND_MARGIN, "heartbeat"
@@ -168,10 +169,20 @@ def run_schedule(cfg: SimConfig) -> Result:
     return res
 
 
+def in_force(cl: Cluster, widest: bool = False) -> Timing:
+    """The preset with the settings in force in the database (``widest``: the largest ever
+    written), where they are larger than the preset's (a ``settings`` fault's)."""
+    t, db = cl.cfg.timing, cl.db
+    h = db.widest_h if widest else db.settings.heartbeat_interval
+    u = db.widest_u if widest else db.settings.unhealthy_interval
+    return replace(t, heartbeat_interval=max(t.heartbeat_interval, h),
+                   unhealthy_interval=max(t.unhealthy_interval, u))
+
+
 def _quiet_and_failover(cl: Cluster, chaos_end: float, res: Result) -> None:
     w = cl.world
     cfg = cl.cfg
-    limit = recovery_bound(cfg.timing)
+    limit = recovery_bound(in_force(cl, widest=True))
     recovered: list[float] = []
 
     def probe(_: object) -> None:
@@ -191,11 +202,12 @@ def _quiet_and_failover(cl: Cluster, chaos_end: float, res: Result) -> None:
     res.recovery = recovered[0] - chaos_end
     if not cfg.failover or cfg.coreapps <= cfg.shards:
         return
-    bound, mode = failover_bound(cfg)
+    t = in_force(cl)
+    bound, mode = failover_bound(cfg, t)
     res.failover_mode, res.failover_limit = mode, bound
     fo = _Failover(cl)
     cl.watchers.append(fo)
-    h = cfg.timing.heartbeat_interval
+    h = t.heartbeat_interval
     t_kill = max(w.now, recovered[0] + 2 * h + 1.0)
     w.at(t_kill, fo.kill, None)
     w.run(t_kill + bound + 2.0)

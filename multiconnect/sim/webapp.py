@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .cluster import Cluster
 
 MESSAGE_TIMEOUT = 2.0
+MASTER_TIMEOUT = 3.0     # WebappOptions.master_timeout
+SETTINGS_RETRY = 1.0
 REFRESH_INTERVAL = 0.5
 REFRESH_DEADLINE = 1.0
 RECIPIENTS = [f"1555{i:07d}" for i in range(256)]
@@ -41,6 +43,7 @@ class WebappProc(Proc, Sender):
                            timeout=REFRESH_DEADLINE)
         self.rows: dict[int, str | None] = {}
         self.map_loaded_at = -1e18
+        self.settings_wanted: dict | None = None
 
     def start(self) -> None:
         self.spawn(self.workload(), "workload")
@@ -60,6 +63,29 @@ class WebappProc(Proc, Sender):
         outcome = "ok" if attempt.kind == "ok" else (
             "unknown" if attempt.kind == "unknown" else "not_sent")
         self.cl.check.send_done(msg_id, shard, outcome, owner)
+
+    def request_settings(self, body: dict) -> None:
+        """Forward an operator's settings PATCH to the masters until one (the primary) takes
+        it; a newer request supersedes this one."""
+        self.settings_wanted = body
+        self.spawn(self._patch_settings(body), "settings")
+
+    def _patch_settings(self, body: dict) -> Gen:
+        while self.settings_wanted is body:
+            for m in self.cl.masters:
+                try:
+                    status, answer = yield from self.http(
+                        m, self.cl.net.link(self.name, m.name), "settings_patch", body,
+                        MASTER_TIMEOUT, False)
+                except (HttpError, SimTimeout):
+                    continue
+                if status == 200:
+                    self.world.note(self.name, "settings %s taken by %s (version %s)", body,
+                                    m.name, answer["meta"]["settings_version"])
+                    if self.settings_wanted is body:
+                        self.settings_wanted = None
+                    return
+            yield (SLEEP, SETTINGS_RETRY)
 
     # ------------------------------------------------------------------ the rule's waits
     def owner_of(self, to: str) -> tuple[int, str | None]:

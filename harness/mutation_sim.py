@@ -11,10 +11,11 @@ the first seed that violates an invariant (the seed count and the invariant are 
 after N clean seeds. The unmutated source runs the same seeds first; a violation there
 stops the run (a mutant's catch would mean nothing).
 
-The simulator runs a model of the SQL (``multiconnect/sim/db.py``), so a mutant of
-``multiconnect/db.py`` is also run through the differential test of that model against the
-SQL on a real MariaDB (``tests/test_db_model_sql.py``, copied beside the mutated copy):
-column ``differential``, *caught* when it fails.
+Two more columns run tests on the mutated copy (copied beside it; *caught* when one fails):
+``sim tests``, the simulator's scripted scenarios and regressions (``tests/test_sim.py``,
+every simulated mutant); ``differential``, the test of the simulator's model of the SQL
+(``multiconnect/sim/db.py``) against the SQL on a real MariaDB (``tests/test_db_model_sql.py``,
+mutants of ``multiconnect/db.py``: the simulator itself never runs the SQL text).
 
 ``python -m harness mutation-sim [--only NAME ...] [--seeds N] [--timing T ...] [--out F]``
 """
@@ -37,8 +38,13 @@ from pathlib import Path
 from .mutation import ROOT, SOURCE, Mutant, MutantError, apply_to_copy, load_library, select
 
 TIMINGS = ("documented", "ci")
+TEST_COLUMNS = ("sim tests", "differential")
 SQL_FILE = "multiconnect/db.py"
-DIFFERENTIAL = ("tests/test_db_model_sql.py", "tests/local_cluster.py")
+SIM_TESTS = "tests/test_sim.py"
+DIFFERENTIAL = "tests/test_db_model_sql.py"
+HELPERS = ("tests/local_cluster.py",)
+#: the cross-interpreter test compares the copy with the unmutated tree: not a verdict
+SIM_TESTS_SKIP = "not pypy3"
 FAIL_LINE = re.compile(r"^FAIL seed (\d+): (\S+) at t=")
 PATCHED_FILE = re.compile(r"^diff --git a/(\S+) ", re.M)
 
@@ -92,15 +98,17 @@ def run_sim(tree: Path, timing: str, seeds: int, timeout: float) -> tuple[str, i
     return "crashed", 0, last[:160]
 
 
-def run_differential(tree: Path, timeout: float) -> tuple[str, str]:
-    """(verdict, first failure line) of the differential test against ``tree``'s SQL."""
+def run_tests(tree: Path, test: str, timeout: float, select: str = "") -> tuple[str, str]:
+    """(verdict, first failure line) of the test file ``test`` (a repository path) run
+    against ``tree``'s ``multiconnect`` (the harness comes from this repository)."""
     (tree / "tests").mkdir(exist_ok=True)
-    for rel in DIFFERENTIAL:
+    for rel in (test, *HELPERS):
         shutil.copy(ROOT / rel, tree / rel)
+    path = os.pathsep.join(map(str, (tree, tree / "tests", ROOT)))
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                          "-p", "no:randomly", "tests/test_db_model_sql.py"], cwd=tree,
-                         capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{tree / 'tests'}"})
+                          "-p", "no:randomly", *(["-k", select] if select else []), test],
+                         cwd=tree, capture_output=True, text=True, timeout=timeout,
+                         env={**os.environ, "PYTHONPATH": path})
     lines = res.stdout.splitlines()
     if res.returncode == 0:
         return "survived", lines[-1] if lines else ""
@@ -126,12 +134,15 @@ def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
             continue
         with tempfile.TemporaryDirectory(prefix="mc-mut-sim-") as tmp:
             apply_to_copy(m, Path(tmp))
+            checks = [("sim tests", SIM_TESTS, SIM_TESTS_SKIP)]
             if SQL_FILE in patched_files(m):
+                checks.append(("differential", DIFFERENTIAL, ""))
+            for column, test, select_ in checks:
                 began = time.monotonic()
-                verdict, what = run_differential(Path(tmp), timeout)
-                outcomes.append(SimOutcome(m.name, m.layer, "differential", verdict, 0, what,
+                verdict, what = run_tests(Path(tmp), test, timeout, select_)
+                outcomes.append(SimOutcome(m.name, m.layer, column, verdict, 0, what,
                                            round(time.monotonic() - began, 1)))
-                progress(f"{m.name} [differential]: {verdict} in {outcomes[-1].seconds:g} s")
+                progress(f"{m.name} [{column}]: {verdict} in {outcomes[-1].seconds:g} s")
             for timing in timings:
                 began = time.monotonic()
                 verdict, n, what = run_sim(Path(tmp), timing, seeds, timeout)
@@ -146,22 +157,22 @@ def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
 
 
 def table(outcomes: Sequence[SimOutcome]) -> str:
-    """Markdown: one row per mutant, one column per timing ("caught within K seeds") and,
-    where any SQL mutant ran, one for the differential test."""
+    """Markdown: one row per mutant, one column per timing ("caught within K seeds") and
+    one per test column that ran."""
     timings = [t for t in TIMINGS if any(o.timing == t for o in outcomes)]
-    differential = any(o.timing == "differential" for o in outcomes)
+    tests = [c for c in TEST_COLUMNS if any(o.timing == c for o in outcomes)]
     rows: dict[str, dict[str, str]] = {}
     layer: dict[str, str] = {}
     for o in outcomes:
         layer[o.mutant] = o.layer
-        if o.timing == "differential":
+        if o.timing in TEST_COLUMNS:
             cell = o.verdict
         else:
             cell = {"caught": f"{o.seeds} ({o.invariant})", "crashed": f"crashed ({o.invariant})",
                     "survived": f"survived {o.seeds}",
                     "not simulated": "not simulated"}[o.verdict]
         rows.setdefault(o.mutant, {})[o.timing] = cell
-    columns = [f"sim {t}" for t in timings] + (["differential"] if differential else [])
+    columns = [f"sim {t}" for t in timings] + tests
     head = "| mutant | layer | " + " | ".join(columns) + " |"
     lines = [head, "|" + "---|" * (2 + len(columns))]
     for name, cells in rows.items():
@@ -169,8 +180,7 @@ def table(outcomes: Sequence[SimOutcome]) -> str:
             values = [cells["-"]] * len(timings)
         else:
             values = [cells.get(t, "") for t in timings]
-        if differential:
-            values.append(cells.get("differential", "-"))
+        values += [cells.get(c, "not simulated" if "-" in cells else "-") for c in tests]
         lines.append(f"| {name} | {layer[name]} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 

@@ -3,6 +3,7 @@ caught by the simulator (subprocesses on a scratch copy; seconds)."""
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -45,11 +46,32 @@ def test_a_shell_mutant_is_caught_and_the_source_is_not():
     assert clean[0] == "survived", clean
 
 
-def test_table_adds_the_differential_column_for_sql_mutants():
+def test_table_adds_the_test_columns():
     outcomes = [SimOutcome("s", "sql", "differential", "caught", 0, "E assert", 2.0),
+                SimOutcome("s", "sql", "sim tests", "survived", 0, "", 7.0),
                 SimOutcome("s", "sql", "ci", "survived", 100, "", 9.0),
-                SimOutcome("c", "core", "ci", "caught", 1, "conflict", 1.0)]
+                SimOutcome("c", "core", "ci", "caught", 1, "conflict", 1.0),
+                SimOutcome("c", "core", "sim tests", "caught", 0, "E", 1.0),
+                SimOutcome("m", "media", "-", "not simulated", 0, "", 0.0)]
     lines = mutation_sim.table(outcomes).splitlines()
-    assert lines[0] == "| mutant | layer | sim ci | differential |"
-    assert lines[2] == "| s | sql | survived 100 | caught |"
-    assert lines[3] == "| c | core | 1 (conflict) | - |"
+    assert lines[0] == "| mutant | layer | sim ci | sim tests | differential |"
+    assert lines[2] == "| s | sql | survived 100 | survived | caught |"
+    assert lines[3] == "| c | core | 1 (conflict) | caught | - |"
+    assert lines[4] == "| m | media | not simulated | not simulated | not simulated |"
+
+
+def test_the_scripted_sim_tests_catch_a_mutant_the_random_seeds_miss():
+    """shell-primary-view-uses-env-unhealthy only shows when the settings differ from the
+    environment: the scripted settings scenario of tests/test_sim.py catches it, and passes
+    on an unmutated copy."""
+    m = mutation.select(mutation.load_library(), ["shell-primary-view-uses-env-unhealthy"])[0]
+    for broken in (True, False):
+        with tempfile.TemporaryDirectory() as tmp:
+            if broken:
+                tree = mutation.apply_to_copy(m, Path(tmp)).parent
+            else:
+                shutil.copytree(mutation.SOURCE, Path(tmp) / "multiconnect")
+                tree = Path(tmp)
+            verdict, what = mutation_sim.run_tests(tree, mutation_sim.SIM_TESTS, 300,
+                                                   "settings_patch_reaches")
+        assert verdict == ("caught" if broken else "survived"), (broken, what)

@@ -112,7 +112,8 @@ def run_tests(tree: Path, test: str, timeout: float, select: str = "") -> tuple[
     lines = res.stdout.splitlines()
     if res.returncode == 0:
         return "survived", lines[-1] if lines else ""
-    failed = next((ln for ln in lines if ln.startswith("E ")), lines[-1] if lines else "")
+    failed = next((ln for ln in lines if ln.startswith("FAILED ")),
+                  next((ln for ln in lines if ln.startswith("E ")), lines[-1] if lines else ""))
     return "caught" if res.returncode == 1 else "crashed", failed[:160]
 
 

@@ -1,10 +1,11 @@
 """Deterministic simulator of the reference cluster (FoundationDB / VOPR style).
 
-One seeded ``random.Random``, a virtual clock and an event heap drive the real decision
-cores (:mod:`multiconnect.core`) inside simulated shells that mirror ``master.py`` and
-``coreapp.py``, against models of the database transactions, the network (toxiproxy-like
-links), the gateway stand-in and a message workload, under seeded fault schedules; invariants
-are checked as it runs. See docs/simulator.md and ``python -m multiconnect.sim --help``.
+One seeded ``random.Random``, a virtual clock and an event heap drive the roles' own code
+(:mod:`multiconnect.roles` and the decision cores of :mod:`multiconnect.core`, the objects
+the containers run) on simulated IO, against models of the database transactions, the
+network (toxiproxy-like links), the gateway stand-in and a message workload, under seeded
+fault schedules; invariants are checked as it runs. See docs/simulator.md and
+``python -m multiconnect.sim --help``.
 """
 
 from . import _compat  # noqa: F401 - first: lets Python 3.9 (pypy3) import the cores

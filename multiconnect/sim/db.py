@@ -6,7 +6,8 @@ them serialisable, and nothing else runs in between here). Each method mirrors t
 function of the same name in ``multiconnect/db.py`` and returns the same types
 (``NodeRow``, ``ShardRow``, ``OwnedRow``, ``(LeaseDecision, holder, epoch)``); ``NotPrimary``
 is raised where the real fenced writes raise it. The lease decision itself is the real
-:func:`multiconnect.core.lease.decide`.
+:func:`multiconnect.core.lease.decide`. ``tests/test_db_model_sql.py`` holds the model to
+the SQL (seeded row states through both, the SQL on a real MariaDB).
 
 Beyond the SQL, the model keeps ground truth for the invariant checker: how long each lease
 epoch stayed valid and the last ``valid_until`` each ownership epoch reached.

@@ -3,7 +3,7 @@
 Model. A :class:`SimHost` is one node: ``boot()`` starts a fresh incarnation — a new
 :class:`Proc` with fresh state whose loops run as tasks — and ``crash()`` ends it (its tasks
 die, the kernel closes its sockets); the world's ``pause``/``resume`` freeze it.
-:class:`DbClient` mirrors :class:`multiconnect.db.Database`: one connection used by one
+:class:`DbClient` behaves as :class:`multiconnect.db.Database`: one connection used by one
 caller at a time, closed and re-opened after any error; ``DatabaseError`` on refusal, reset
 or timeout (``WA_DB_TIMEOUT``, 2 s); ``NotPrimary`` passed through. A request that reaches
 the database after its client gave up is discarded (the client closed the connection; the

@@ -57,6 +57,8 @@ if [ $do_venv = 1 ] && [ -z "${MC_PYTHON:-}" ]; then
   [ -x /usr/bin/python3 ] || need_apt+=(python3)
   { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null; } \
     || need_apt+=(python3-venv)
+  # the simulator's fast interpreter (docs/simulator.md; make test runs the simulator on it)
+  command -v pypy3 >/dev/null 2>&1 || need_apt+=(pypy3)
 fi
 if [ $do_venv = 1 ] || [ $do_report = 1 ]; then
   # pip and npm fetch over HTTPS

@@ -92,6 +92,19 @@ def test_pypy3_gives_the_same_trace_as_cpython():
     assert sys.implementation.name != "pypy"  # the comparison is across interpreters
 
 
+@pytest.mark.skipif(shutil.which("pypy3") is None, reason="pypy3 not installed")
+def test_the_ci_seed_range_runs_under_pypy3():
+    """The simulator's fast interpreter (scripts/setup.sh installs Debian's pypy3): the CI
+    seed range keeps every invariant there too."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(["pypy3", "-m", "multiconnect.sim", "--seeds", str(len(CI_SEEDS)),
+                          "--first", str(CI_SEEDS[0])], cwd=root, capture_output=True,
+                         text=True, timeout=300,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert f"{len(CI_SEEDS)} schedules" in out.stdout and "violations: 0" in out.stdout
+
+
 # ---------------------------------------------------------------------------- CI seed range
 @pytest.mark.parametrize("timing", ["documented"])
 def test_ci_seed_range_keeps_every_invariant(timing):

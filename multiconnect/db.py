@@ -4,7 +4,9 @@ Every statement that compares times uses the database clock (``NOW(6)`` in a UTC
 
 No multi-statement transactions: every decision that must be atomic is ONE autocommit
 statement whose WHERE clause carries the condition (the lease renewal names holder and epoch;
-a promotion joins the lease row and checks holder, epoch and expiry in the same UPDATE). A
+a promotion joins the lease row and checks holder, epoch and expiry in the same UPDATE; the
+fenced statements are defined in :mod:`multiconnect.decisions`, which the simulator's model
+evaluates too). A
 node paused or cut off in the middle of a transaction would otherwise keep its row locks for
 as long as it is frozen, and everybody else's lease renewals and promotions would queue
 behind it (the Docker pause scenario found exactly that). Sessions also set a short
@@ -26,9 +28,9 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import CLIENT
 
-from . import schema
+from . import decisions, schema
 from .config import DbConfig
-from .core.lease import LeaseDecision, LeaseRow, decide
+from .core.lease import LeaseDecision, LeaseRow, refused
 from .core.ownership import OwnedRow
 from .settings import Settings
 from .sharding import shard_bounds
@@ -140,16 +142,15 @@ def schema_version(cur) -> int:
     return int(row[0]) if row else 0
 
 
-LEASE_HELD = ("l.id = 1 AND l.holder = %s AND l.epoch = %s AND l.expires_at > NOW(6)")
-
-
 def _check_lease(cur, me: str, epoch: int) -> None:
     """Raise NotPrimary unless ``me`` holds the live lease under ``epoch`` (a plain read: for
     idempotent administrative writes; promotions fence inside their own statement)."""
-    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1")
-    holder, ep, live = cur.fetchone()
-    if holder != me or int(ep) != epoch or not live:
-        raise NotPrimary(f"lease is held by {holder} epoch {ep} (live={bool(live)})")
+    params: list[Any] = []
+    held = decisions.LEASE_HELD.sql({"me": me, "epoch": epoch}, params)
+    cur.execute(f"SELECT COUNT(*) FROM master_lease l WHERE {held}", params)
+    if cur.fetchone()[0] == 0:
+        holder, ep, live = lease_holder(cur)
+        raise NotPrimary(f"lease is held by {holder} epoch {ep} (live={live})")
 
 
 def upgrade_schema(cur, me: str, epoch: int, target: int, settings: Settings,
@@ -200,34 +201,21 @@ def lease_attempt(cur, me: str, my_epoch: int | None, ttl: float) -> tuple[Lease
     epoch comes back through ``LAST_INSERT_ID``; a released lease expired at its release, a
     live row without a holder is busy until it expires, as ``decide`` says); otherwise BUSY.
     """
-    micros = int(ttl * 1_000_000)
     if my_epoch is not None:
-        cur.execute("UPDATE master_lease SET expires_at = NOW(6) + INTERVAL %s MICROSECOND "
-                    "WHERE id = 1 AND holder = %s AND epoch = %s AND expires_at > NOW(6)",
-                    (micros, me, my_epoch))
+        cur.execute(*decisions.LEASE_RENEW.sql(me=me, epoch=my_epoch, ttl=ttl))
         if cur.rowcount == 1:
             return LeaseDecision.RENEW, me, my_epoch
-    cur.execute("UPDATE master_lease SET epoch = LAST_INSERT_ID(epoch + 1), holder = %s, "
-                "expires_at = NOW(6) + INTERVAL %s MICROSECOND WHERE id = 1 AND "
-                "(expires_at <= NOW(6) OR (holder = %s AND NOT epoch <=> %s))",
-                (me, micros, me, my_epoch))
+    cur.execute(*decisions.LEASE_ACQUIRE.sql(me=me, epoch=my_epoch, ttl=ttl))
     if cur.rowcount == 1:
         cur.execute("SELECT LAST_INSERT_ID()")
         return LeaseDecision.ACQUIRE, me, int(cur.fetchone()[0])
-    cur.execute("SELECT holder, epoch, expires_at > NOW(6) FROM master_lease WHERE id = 1")
-    holder, epoch, live = cur.fetchone()
-    row = LeaseRow(holder, int(epoch), bool(live))
-    # the row changed between our statements (expired, or released): decide() says what it
-    # is now; anything but BUSY is retried at the next attempt
-    if decide(row, me, my_epoch) is LeaseDecision.BUSY:
-        return LeaseDecision.BUSY, holder, row.epoch
-    return LeaseDecision.BUSY, holder if live else None, row.epoch
+    holder, epoch, live = lease_holder(cur)
+    return refused(LeaseRow(holder, epoch, live), me, my_epoch)
 
 
 def release_lease(cur, me: str, epoch: int) -> bool:
     """On a graceful stop: give the lease up so a secondary takes over at its next attempt."""
-    cur.execute("UPDATE master_lease SET holder = NULL, expires_at = NOW(6) "
-                "WHERE id = 1 AND holder = %s AND epoch = %s", (me, epoch))
+    cur.execute(*decisions.LEASE_RELEASE.sql(me=me, epoch=epoch))
     return cur.rowcount == 1
 
 
@@ -301,13 +289,8 @@ def promote(cur, me: str, lease_epoch: int, shard: int, old: str | None, new: st
         raise NotPrimary(f"{new} already owns a shard")
     cur.execute("SELECT COALESCE(MAX(epoch), 0) + 1 FROM shard_map")
     new_epoch = int(cur.fetchone()[0])
-    cur.execute(
-        "UPDATE shard_map s JOIN master_lease l ON " + LEASE_HELD + " "
-        "SET s.hostname = %s, s.epoch = %s, s.confirm_token = NULL, "
-        "s.fence_until = GREATEST(NOW(6), COALESCE(s.valid_until + INTERVAL %s MICROSECOND, "
-        "NOW(6))), s.valid_until = NULL, s.updated_at = NOW(6) "
-        "WHERE s.shard = %s AND s.hostname <=> %s",
-        (me, lease_epoch, new, new_epoch, int(fence_extra * 1e6), shard, old))
+    cur.execute(*decisions.PROMOTE.sql(me=me, epoch=lease_epoch, shard=shard, old=old, new=new,
+                                       new_epoch=new_epoch, fence_extra=fence_extra))
     if cur.rowcount != 1:
         raise NotPrimary(f"promotion of {new} for shard {shard} refused: the lease is no "
                          f"longer ours (epoch {lease_epoch}) or the shard changed")
@@ -321,10 +304,7 @@ def confirm_ownership(cur, me: str, ttl: float) -> OwnedRow | None:
     statements (``valid_until`` still NULL) is reported as not yet confirmed, never as valid.
     """
     token = os.urandom(8).hex()
-    cur.execute("UPDATE shard_map SET valid_until = NOW(6) + INTERVAL %s MICROSECOND, "
-                "confirm_token = %s WHERE hostname = %s "
-                "AND (fence_until IS NULL OR fence_until <= NOW(6))",
-                (int(ttl * 1e6), token, me))
+    cur.execute(*decisions.CONFIRM.sql(me=me, ttl=ttl, token=token))
     cur.execute("SELECT shard, epoch, confirm_token FROM shard_map WHERE hostname = %s", (me,))
     rows = cur.fetchall()
     if not rows:
@@ -354,9 +334,8 @@ def read_settings(cur) -> tuple[Settings, int]:
 
 
 def write_settings(cur, me: str, lease_epoch: int, settings: Settings) -> int:
-    cur.execute("UPDATE settings s JOIN master_lease l ON " + LEASE_HELD + " "
-                "SET s.value = %s WHERE s.name = 'application'",
-                (me, lease_epoch, json.dumps(settings.to_json())))
+    cur.execute(*decisions.WRITE_SETTINGS.sql(me=me, epoch=lease_epoch, name="application",
+                                              value=json.dumps(settings.to_json())))
     if cur.rowcount != 1:
         raise NotPrimary(f"settings write refused: the lease is no longer ours "
                          f"(epoch {lease_epoch})")

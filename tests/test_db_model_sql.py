@@ -29,7 +29,7 @@ from multiconnect.config import DbConfig
 from multiconnect.db import Database, NotPrimary
 from multiconnect.settings import Settings
 from multiconnect.sharding import shard_bounds
-from multiconnect.sim.db import ShardState, SimDatabase
+from multiconnect.sim.db import LeaseState, ShardState, SimDatabase
 
 pytestmark = [
     pytest.mark.integration,
@@ -191,7 +191,7 @@ def run_model(c: Case) -> tuple[Any, dict[str, Any]]:
     m = SimDatabase(world, len(c.shards), c.settings[0])
     m.settings_version = c.settings[1]
     holder, epoch, expires = c.lease
-    m.lease_holder, m.lease_epoch, m.lease_expires = holder, epoch, expires / 1e6
+    m.lease = LeaseState(holder, epoch, expires / 1e6)
     m.shard_rows = {}
     for s, (host, ep, valid, fence) in enumerate(c.shards):
         lo, hi = shard_bounds(s, len(c.shards))
@@ -206,7 +206,7 @@ def run_model(c: Case) -> tuple[Any, dict[str, Any]]:
         result = "NotPrimary"
     shards = [(r.shard, r.hostname, r.epoch, to_us(r.valid_until), to_us(r.fence_until),
                to_us(r.updated_at)) for _, r in sorted(m.shard_rows.items())]
-    lease = (m.lease_holder, m.lease_epoch, to_us(m.lease_expires))
+    lease = (m.lease.holder, m.lease.epoch, to_us(m.lease.expires_at))
     return result, {"lease": lease, "shards": shards,
                     "settings": (m.settings, m.settings_version)}
 

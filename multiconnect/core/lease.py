@@ -40,6 +40,17 @@ def decide(row: LeaseRow, me: str, my_epoch: int | None) -> LeaseDecision:
     return LeaseDecision.ACQUIRE
 
 
+def refused(row: LeaseRow, me: str, my_epoch: int | None
+            ) -> tuple[LeaseDecision, str | None, int]:
+    """What an attempt whose statements changed nothing reports, from the row as it is now:
+    BUSY with its holder. The row may have changed between the statements (expired, or
+    released); then ``decide`` would not say BUSY and the holder is reported only if the row
+    is live — the attempt is retried at the next one."""
+    if decide(row, me, my_epoch) is LeaseDecision.BUSY:
+        return LeaseDecision.BUSY, row.holder, row.epoch
+    return LeaseDecision.BUSY, row.holder if row.live else None, row.epoch
+
+
 @dataclass
 class LeaseCore:
     """One master's view of the lease. The shell runs attempts when ``due(now)``."""

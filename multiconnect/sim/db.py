@@ -5,9 +5,13 @@ atomically at the instant its request arrives (the row locks of the real transac
 them serialisable, and nothing else runs in between here). Each method mirrors the SQL of the
 function of the same name in ``multiconnect/db.py`` and returns the same types
 (``NodeRow``, ``ShardRow``, ``OwnedRow``, ``(LeaseDecision, holder, epoch)``); ``NotPrimary``
-is raised where the real fenced writes raise it. The lease decision itself is the real
-:func:`multiconnect.core.lease.decide`. ``tests/test_db_model_sql.py`` holds the model to
-the SQL (seeded row states through both, the SQL on a real MariaDB).
+is raised where the real fenced writes raise it. The fenced decisions (lease renew, acquire
+and release, promotion, confirmation, settings write) are not rewritten here: the model
+evaluates the very definitions the SQL is rendered from (:mod:`multiconnect.decisions`) on
+its rows, and reports a refused lease attempt with :func:`multiconnect.core.lease.refused`,
+as the SQL does. Reads (nodes, views, the shard map) are written here.
+``tests/test_db_model_sql.py`` holds the model to the SQL (seeded row states through both,
+the SQL on a real MariaDB).
 
 Beyond the SQL, the model keeps ground truth for the invariant checker: how long each lease
 epoch stayed valid and the last ``valid_until`` each ownership epoch reached.
@@ -18,8 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .. import schema
-from ..core.lease import LeaseDecision, LeaseRow, decide
+from .. import decisions, schema
+from ..core.lease import LeaseDecision, LeaseRow, refused
 from ..core.ownership import OwnedRow
 from ..db import NodeRow, NotPrimary, ShardRow
 from ..settings import Settings
@@ -27,7 +31,19 @@ from ..sharding import shard_bounds
 
 
 @dataclass
+class LeaseState:
+    """The ``master_lease`` row (attributes named as its columns)."""
+
+    holder: str | None = None
+    epoch: int = 0
+    expires_at: float = -math.inf
+    id: int = 1
+
+
+@dataclass
 class ShardState:
+    """A ``shard_map`` row (the columns the decisions read and write)."""
+
     shard: int
     lower: int
     upper: int
@@ -36,11 +52,13 @@ class ShardState:
     valid_until: float | None = None
     fence_until: float | None = None
     updated_at: float = 0.0
+    confirm_token: str | None = None
 
 
-def _micros(seconds: float) -> float:
-    """``INTERVAL int(x * 1e6) MICROSECOND`` as the real queries compute it."""
-    return int(seconds * 1_000_000) / 1_000_000
+@dataclass
+class SettingsRow:
+    name: str
+    value: str = ""
 
 
 class SimDatabase:
@@ -50,9 +68,7 @@ class SimDatabase:
                  stale_after: float = math.inf) -> None:
         self.world = world
         self.stale_after = stale_after
-        self.lease_holder: str | None = None
-        self.lease_epoch = 0
-        self.lease_expires = -math.inf
+        self.lease = LeaseState()
         self.shard_rows: dict[int, ShardState] = {}
         for s in range(shards):
             lo, hi = shard_bounds(s, shards)
@@ -82,10 +98,22 @@ class SimDatabase:
     def schema_version(self) -> int:
         return schema.LATEST
 
+    @property
+    def lease_holder(self) -> str | None:
+        return self.lease.holder
+
+    @property
+    def lease_epoch(self) -> int:
+        return self.lease.epoch
+
+    def _held(self, me: str, epoch: int) -> bool:
+        return decisions.LEASE_HELD.ev({"l": self.lease}, self.now,
+                                       {"me": me, "epoch": epoch}) is True
+
     def _lock_lease(self, me: str, epoch: int) -> None:
-        live = self.lease_expires > self.now
-        if self.lease_holder != me or self.lease_epoch != epoch or not live:
-            raise NotPrimary(f"lease is held by {self.lease_holder} epoch {self.lease_epoch} "
+        if not self._held(me, epoch):
+            live = self.lease.expires_at > self.now
+            raise NotPrimary(f"lease is held by {self.lease.holder} epoch {self.lease.epoch} "
                              f"(live={live})")
 
     def upgrade_schema(self, me: str, epoch: int, target: int, settings: Settings,
@@ -95,21 +123,23 @@ class SimDatabase:
 
     # -- lease ---------------------------------------------------------------------------
     def lease_attempt(self, me: str, my_epoch: int | None, ttl: float):
-        row = LeaseRow(self.lease_holder, self.lease_epoch, self.lease_expires > self.now)
-        d = decide(row, me, my_epoch)
-        if d is LeaseDecision.BUSY:
-            return d, self.lease_holder, row.epoch
-        self.lease_expires = self.now + _micros(ttl)
-        if d is LeaseDecision.ACQUIRE:
-            self.lease_holder = me
-            self.lease_epoch += 1
-        self.lease_valid[self.lease_epoch] = (me, self.lease_expires)
-        return d, me, self.lease_epoch
+        now, lease = self.now, self.lease
+        args = {"me": me, "epoch": my_epoch, "ttl": ttl}
+        for d, stmt in ((LeaseDecision.RENEW, decisions.LEASE_RENEW),
+                        (LeaseDecision.ACQUIRE, decisions.LEASE_ACQUIRE)):
+            if (d is LeaseDecision.ACQUIRE or my_epoch is not None) and \
+                    stmt.matches(lease, lease, now, **args):
+                stmt.apply(lease, lease, now, **args)
+                self.lease_valid[lease.epoch] = (me, lease.expires_at)
+                return d, me, lease.epoch
+        return refused(LeaseRow(lease.holder, lease.epoch, lease.expires_at > now), me,
+                       my_epoch)
 
     def release_lease(self, me: str, epoch: int) -> bool:
-        if self.lease_holder != me or self.lease_epoch != epoch:
+        lease = self.lease
+        if not decisions.LEASE_RELEASE.matches(lease, lease, self.now, me=me, epoch=epoch):
             return False
-        self.lease_holder, self.lease_expires = None, self.now
+        decisions.LEASE_RELEASE.apply(lease, lease, self.now, me=me, epoch=epoch)
         return True
 
     # -- nodes ---------------------------------------------------------------------------
@@ -138,7 +168,7 @@ class SimDatabase:
         self.touch_node(master)
 
     def unhealthy_reports(self, me: str, fresh_within: float) -> dict[str, int]:
-        cutoff = self.now - _micros(fresh_within)
+        cutoff = self.now - decisions.micros(fresh_within) / 1_000_000
         out: dict[str, int] = {}
         for (master, coreapp), (unhealthy, updated) in sorted(self.views.items()):
             if master != me and unhealthy and updated > cutoff:
@@ -154,45 +184,45 @@ class SimDatabase:
 
     def promote(self, me: str, lease_epoch: int, shard: int, old: str | None, new: str,
                 fence_extra: float) -> int:
-        self._lock_lease(me, lease_epoch)
-        row = self.shard_rows.get(shard)
-        if row is None or row.hostname != old:
-            raise NotPrimary(f"shard {shard} changed under us (now {row and row.hostname})")
         if any(r.hostname == new for r in self.shard_rows.values()):
             raise NotPrimary(f"{new} already owns a shard")
-        new_epoch = max(r.epoch for r in self.shard_rows.values()) + 1
+        new_epoch = max((r.epoch for r in self.shard_rows.values()), default=0) + 1
         now = self.now
-        if row.valid_until is None:
-            row.fence_until = now
-        else:
-            row.fence_until = max(now, row.valid_until + _micros(fence_extra))
-        row.hostname, row.epoch, row.valid_until, row.updated_at = new, new_epoch, None, now
+        row = self.shard_rows.get(shard)
+        args = {"me": me, "epoch": lease_epoch, "shard": shard, "old": old, "new": new,
+                "new_epoch": new_epoch, "fence_extra": fence_extra}
+        if row is None or not decisions.PROMOTE.matches(row, self.lease, now, **args):
+            raise NotPrimary(f"promotion of {new} for shard {shard} refused: the lease is no "
+                             f"longer ours (epoch {lease_epoch}) or the shard changed")
+        decisions.PROMOTE.apply(row, self.lease, now, **args)
         self.promotions.append((now, shard, old, new, new_epoch, me))
         if self.on_promote is not None:
             self.on_promote(shard, old, new, new_epoch, me, lease_epoch)
         return new_epoch
 
     def confirm_ownership(self, me: str, ttl: float) -> OwnedRow | None:
-        rows = [r for _, r in sorted(self.shard_rows.items()) if r.hostname == me]
-        if not rows:
+        now, token = self.now, "sim"
+        confirmed = []
+        mine = [r for _, r in sorted(self.shard_rows.items()) if r.hostname == me]  # by_host
+        for r in mine:
+            if decisions.CONFIRM.matches(r, self.lease, now, me=me, ttl=ttl, token=token):
+                decisions.CONFIRM.apply(r, self.lease, now, me=me, ttl=ttl, token=token)
+                self.own_valid[(me, r.epoch)] = r.valid_until
+                confirmed.append(r)
+        if not mine:
             return None
-        r = rows[0]
-        fenced = r.fence_until is not None and r.fence_until > self.now
-        if not fenced:
-            r.valid_until = self.now + _micros(ttl)
-            self.own_valid[(me, r.epoch)] = r.valid_until
-        return OwnedRow(r.shard, r.epoch, fenced)
+        return OwnedRow(mine[0].shard, mine[0].epoch, fenced=mine[0] not in confirmed)
 
     # -- settings ----------------------------------------------------------------------------
     def read_settings(self) -> tuple[Settings, int]:
         return self.settings, self.settings_version
 
     def write_settings(self, me: str, lease_epoch: int, settings: Settings) -> int:
-        try:
-            self._lock_lease(me, lease_epoch)
-        except NotPrimary:
+        if not decisions.WRITE_SETTINGS.matches(SettingsRow("application"), self.lease,
+                                                self.now, me=me, epoch=lease_epoch,
+                                                name="application", value=""):
             raise NotPrimary(f"settings write refused: the lease is no longer ours "
-                             f"(epoch {lease_epoch})") from None
+                             f"(epoch {lease_epoch})")
         self.settings = settings
         self.settings_version += 1
         self.widest_h = max(self.widest_h, settings.heartbeat_interval)

@@ -213,6 +213,31 @@ def test_ttl_raised_while_a_confirmation_is_in_flight_does_not_lengthen_it(core,
     assert core.valid_until <= sent_at + TTL
 
 
+def test_a_shorter_ttl_caps_the_deadline_when_its_confirmation_is_sent(core, clock):
+    """Simulator finding 10: a confirmation with a TTL shortened by a settings change may be
+    executed (valid_until = execution + new TTL) and its answer lost; the deadline an earlier,
+    longer confirmation gave must not outlast it, so it is capped when the confirmation is
+    sent — whatever happens to the answer."""
+    sent_at = connect(core, clock)
+    assert core.valid_until == sent_at + TTL
+    goto(clock, sent_at + CONFIRM)
+    core.ttl = 2.0  # PATCH heartbeat_interval 5 -> 1 applied by the settings loop
+    assert of(core.tick(clock.now), Confirm) == [Confirm(2.0)]
+    assert core.valid_until == clock.now + 2.0 < sent_at + TTL
+    clock.advance(0.5)
+    core.confirm_failed(clock.now)  # the database may have executed it: keep the cap
+    assert core.valid_until == sent_at + CONFIRM + 2.0
+    goto(clock, sent_at + CONFIRM + 2.0)
+    assert of(core.tick(clock.now), Close), "self-fence at the capped deadline"
+
+
+def test_an_unchanged_ttl_never_moves_the_deadline_when_a_confirmation_is_sent(core, clock):
+    sent_at = connect(core, clock)
+    goto(clock, sent_at + CONFIRM)
+    assert of(core.tick(clock.now), Confirm)
+    assert core.valid_until == sent_at + TTL  # now + TTL is later: the cap changes nothing
+
+
 # -- self-fencing --------------------------------------------------------------------------------
 
 

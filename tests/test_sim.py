@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from harness import bounds
-from multiconnect.core.ownership import Gateway, OwnershipCore
+from multiconnect.core.ownership import Confirm, Gateway, OwnershipCore
 from multiconnect.db import NotPrimary
 from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
@@ -798,3 +798,62 @@ def test_a_settings_patch_is_refused_by_a_secondary_and_validated():
     assert replies["secondary"][0] == 503
     assert replies["secondary"][1]["errors"][0]["code"] == 1017
     assert replies["bad"][0] == 400 and "unhealthy_interval" in str(replies["bad"][1])
+
+
+def _shorter_ttl_answer_lost(seed: int) -> tuple[Scenario, dict]:
+    """Finding 10. Documented timing (F = 10 s). At 60 s an operator lowers h to 1 s (F = 2 s).
+    The owner of shard 0 applies it and its next confirmation, with the 2 s TTL, reaches the
+    database but the answer is lost (replies dropped from the moment the settings applied,
+    the link cut once that confirmation executed): the database's valid_until is now
+    execution + 2 s, while the owner's last answered confirmation vouched for 10 s."""
+    s = Scenario(replace(BASE, seed=seed, drift=0.0, send_rate=0.2, failover=False))
+    st: dict = {}
+
+    def patch(s: Scenario) -> None:
+        owner = st["owner"] = s.owner(0)
+        proc = s.cl.hosts[owner].proc
+        apply_settings, confirm = proc._apply_settings, s.cl.db.confirm_ownership
+
+        def applied(settings):
+            apply_settings(settings)
+            st.setdefault("drop", s.drop(owner, "db", "down"))
+
+        def executed(me, ttl):
+            row = confirm(me, ttl)
+            if me == owner and "drop" in st and "cut" not in st:
+                st["cut"], st["ttl"] = s.cut(owner, "db"), ttl
+            return row
+
+        proc._apply_settings, s.cl.db.confirm_ownership = applied, executed
+        s.cl.patch_settings({"heartbeat_interval": 1, "unhealthy_interval": 30})
+
+    s.at(60.0, patch)
+    return s, st
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_regression_a_shortened_ttl_whose_answer_is_lost_caps_the_deadline(seed):
+    s, st = _shorter_ttl_answer_lost(seed)
+    v = s.run(120.0)
+    assert v is None, f"{v}\n" + "\n".join(s.trace_lines(55.0))
+    assert st.get("ttl") == 2.0, st  # the case was provoked
+    assert any("self-fence" in ln and st["owner"] in ln for ln in s.trace_lines(60.0))
+
+
+def test_the_shortened_ttl_scenario_has_teeth(monkeypatch):
+    """Without the cap (the deadline kept when the shorter confirmation is sent) the owner
+    pings after the database's valid_until."""
+    real = OwnershipCore.tick
+
+    def tick_without_cap(self, now):
+        before = self.valid_until
+        actions = real(self, now)
+        if any(isinstance(a, Confirm) for a in actions):
+            self.valid_until = max(self.valid_until, before)
+        return actions
+
+    monkeypatch.setattr(OwnershipCore, "tick", tick_without_cap)
+    for seed in (1, 2, 3):
+        s, st = _shorter_ttl_answer_lost(seed)
+        v = s.run(120.0)
+        assert v is not None and v.kind == "acts-after-deadline", (seed, v)

@@ -178,6 +178,10 @@ class OwnershipCore:
             self.confirming = True
             self.confirm_ttl = self.ttl
             self.confirm_began = now
+            # the database may execute this confirmation and its answer never come: from then
+            # on its valid_until is (execution + ttl), which a TTL shortened by a settings
+            # change puts before the deadline an earlier, longer confirmation gave us
+            self.valid_until = min(self.valid_until, now + self.rate_safety * self.ttl)
             actions.append(Confirm(self.ttl))
         if (
             self.valid(now)

@@ -23,7 +23,7 @@ from .core.ownership import Connect
 from .db import Database
 from .gateway_client import GatewayConnection
 from .roles.coreapp import CoreappRole
-from .roles.master import Gen
+from .roles.driver import Gen
 
 logger = logging.getLogger("multiconnect.coreapp")
 

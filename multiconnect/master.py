@@ -20,7 +20,8 @@ from . import shell
 from .clock import Clock, SystemClock
 from .config import NodeConfig
 from .db import Database
-from .roles.master import Gen, MasterRole
+from .roles.driver import Gen
+from .roles.master import MasterRole
 
 logger = logging.getLogger("multiconnect.master")
 

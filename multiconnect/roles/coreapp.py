@@ -19,18 +19,19 @@ from ..core.ownership import Action, Close, Confirm, Connect, Gateway, Ownership
 from ..db import DatabaseError
 from ..gateway_client import GatewayError, GatewayRefused
 from ..settings import Settings
-from .master import ERROR, INFO, WARNING, Gen, Reply, envelope
+from .driver import ERROR, INFO, WARNING, Driver, Gen, Reply, envelope
 
 SEND_TIMEOUT = 2.0
 #: What a failed gateway call may raise (the simulated client raises GatewayError only).
 GATEWAY_FAILURES = (TimeoutError, GatewayError, OSError)
 
 
-class CoreappRole:
+class CoreappRole(Driver):
     """One coreapp's state and loops. The driver sets ``db_own`` and ``db_misc`` (its
-    database connections, passed back to :meth:`db`) and provides the methods below that
-    raise ``NotImplementedError``. A gateway connection (``self.conn``) has ``conn_id``,
-    ``epoch``, ``closed``, ``close_reason`` and an ``on_closed(conn)`` callback."""
+    database connections, passed back to :meth:`db`) and provides :class:`Driver`'s methods
+    and the ones below that raise ``NotImplementedError``. A gateway connection
+    (``self.conn``) has ``conn_id``, ``epoch``, ``closed``, ``close_reason`` and an
+    ``on_closed(conn)`` callback."""
 
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
@@ -46,25 +47,6 @@ class CoreappRole:
         self.db_misc: Any = None
 
     # ------------------------------------------------------------------ driver
-    def mono(self) -> float:
-        raise NotImplementedError
-
-    def wall(self) -> float:
-        raise NotImplementedError
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        raise NotImplementedError
-
-    def spawn(self, gen: Gen, name: str) -> None:
-        raise NotImplementedError
-
-    def sleep(self, seconds: float) -> Gen:
-        raise NotImplementedError
-
-    def db(self, conn: Any, fn: str, *args: Any) -> Gen:
-        """``multiconnect.db.<fn>(cursor, *args)`` on ``conn``; raises ``DatabaseError``."""
-        raise NotImplementedError
-
     def wake(self) -> None:
         """Wake the ownership loop if it is waiting (it re-plans at once)."""
         raise NotImplementedError

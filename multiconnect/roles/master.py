@@ -10,8 +10,6 @@ are the cores' (:mod:`multiconnect.core`); the driver supplies the waits (see
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Generator
 from typing import Any
 
 from .. import schema
@@ -28,21 +26,15 @@ from ..core.monitor import (
 from ..db import DatabaseError, NodeRow, NotPrimary
 from ..settings import Settings, SettingsError, apply_patch
 from ..sharding import ALLOWED_SHARD_COUNTS
+from .driver import ERROR, INFO, WARNING, Driver, Gen, Reply, envelope
 
-INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
 FENCE_MARGIN = 0.5  # added to the gateway keepalive in a promotion's fence
-Gen = Generator[Any, Any, Any]
-Reply = tuple[int, dict[str, Any]]
 
 
-def envelope(status: int, code: int, title: str, details: str) -> Reply:
-    return status, {"errors": [{"code": code, "title": title, "details": details}]}
-
-
-class MasterRole:
+class MasterRole(Driver):
     """One master's state and loops. The driver sets ``db_lease``, ``db_mon``, ``db_api``
-    (its database connections, passed back to :meth:`db`) and provides the methods below
-    that raise ``NotImplementedError``."""
+    (its database connections, passed back to :meth:`db`) and provides :class:`Driver`'s
+    methods and :meth:`heartbeat`."""
 
     def __init__(self, cfg: NodeConfig, now: float) -> None:
         self.cfg = cfg
@@ -61,31 +53,6 @@ class MasterRole:
         self.db_api: Any = None
 
     # ------------------------------------------------------------------ driver
-    def mono(self) -> float:
-        raise NotImplementedError
-
-    def wall(self) -> float:
-        raise NotImplementedError
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        raise NotImplementedError
-
-    def spawn(self, gen: Gen, name: str) -> None:
-        raise NotImplementedError
-
-    def unexpected(self, what: str) -> None:
-        """Called in an ``except Exception`` that keeps a loop alive: log it (containers) or
-        re-raise it (the simulator stops at a bug)."""
-        raise NotImplementedError
-
-    def sleep(self, seconds: float) -> Gen:
-        raise NotImplementedError
-
-    def db(self, conn: Any, fn: str, *args: Any) -> Gen:
-        """``multiconnect.db.<fn>(cursor, *args)`` on ``conn``; raises ``DatabaseError`` or
-        ``NotPrimary``."""
-        raise NotImplementedError
-
     def heartbeat(self, name: str, row: NodeRow, check: bool, timeout: float) -> Gen:
         """GET the coreapp's ``/v1/heartbeat``: its HTTP status, or None (no answer)."""
         raise NotImplementedError

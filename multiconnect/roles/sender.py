@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import api_errors as E
-from .master import Gen
+from .driver import Gen
 
 
 @dataclass(frozen=True)

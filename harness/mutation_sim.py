@@ -15,7 +15,7 @@ Two more columns run tests on the mutated copy (copied beside it; *caught* when 
 ``sim tests``, the simulator's scripted scenarios and regressions (``tests/test_sim.py``,
 every simulated mutant); ``differential``, the test of the simulator's model of the SQL
 (``multiconnect/sim/db.py``) against the SQL on a real MariaDB (``tests/test_db_model_sql.py``,
-mutants of ``multiconnect/db.py``: the simulator itself never runs the SQL text).
+mutants of the SQL side, :data:`SQL_FILES`: the simulator itself never runs the SQL text).
 
 ``python -m harness mutation-sim [--only NAME ...] [--seeds N] [--timing T ...] [--out F]``
 """
@@ -39,7 +39,9 @@ from .mutation import ROOT, SOURCE, Mutant, MutantError, apply_to_copy, load_lib
 
 TIMINGS = ("documented", "ci")
 TEST_COLUMNS = ("sim tests", "differential")
-SQL_FILE = "multiconnect/db.py"
+#: the SQL side: the statements' call sites and rendering, the DDL, the shared decisions (a
+#: mutant of these changes both sides, so the differential test is expected to survive it)
+SQL_FILES = {"multiconnect/db.py", "multiconnect/schema.py", "multiconnect/decisions.py"}
 SIM_TESTS = "tests/test_sim.py"
 DIFFERENTIAL = "tests/test_db_model_sql.py"
 HELPERS = ("tests/local_cluster.py",)
@@ -136,7 +138,7 @@ def run_all(mutants: Sequence[Mutant], seeds: int, timings: Sequence[str],
         with tempfile.TemporaryDirectory(prefix="mc-mut-sim-") as tmp:
             apply_to_copy(m, Path(tmp))
             checks = [("sim tests", SIM_TESTS, SIM_TESTS_SKIP)]
-            if SQL_FILE in patched_files(m):
+            if patched_files(m) & SQL_FILES:
                 checks.append(("differential", DIFFERENTIAL, ""))
             for column, test, select_ in checks:
                 began = time.monotonic()

@@ -199,16 +199,13 @@ class Proc:
         self.world = host.world
         self.net = host.net
         self.name = host.name
+        self.mono = host.mono  # the host's monotonic clock (Driver.mono), bound once
 
     def start(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def spawn(self, gen: Generator[Any, Any, Any], name: str = "") -> None:
         self.world.spawn(self.host, gen, name)
-
-    def mono(self) -> float:
-        """The host's monotonic clock."""
-        return self.host.mono()
 
     def wall(self) -> float:
         return self.host.wall()

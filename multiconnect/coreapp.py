@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any
 
 from aiohttp import web
 
-from . import db as dbq
 from . import shell
 from .clock import Clock, SystemClock
 from .config import NodeConfig
@@ -28,7 +25,9 @@ from .roles.driver import Gen
 logger = logging.getLogger("multiconnect.coreapp")
 
 
-class Coreapp(CoreappRole):
+class Coreapp(shell.AsyncioDriver, CoreappRole):
+    logger = logger
+
     def __init__(self, cfg: NodeConfig, clock: Clock | None = None) -> None:
         self.clock = clock or SystemClock()
         super().__init__(cfg)
@@ -38,24 +37,6 @@ class Coreapp(CoreappRole):
         self.tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------ the role's waits
-    def mono(self) -> float:
-        return self.clock.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        logger.log(level, fmt, *args)
-
-    def spawn(self, gen: Gen, name: str) -> None:
-        shell.spawn(self.tasks, shell.drive(gen), name)
-
-    def sleep(self, seconds: float) -> Gen:
-        return shell.awaiting(shell.sleep_or_stop(self.stop, seconds))
-
-    def db(self, conn: Database, fn: str, *args: Any) -> Gen:
-        return shell.awaiting(shell.call(conn, getattr(dbq, fn), *args))
-
     def wake(self) -> None:
         self.woken.set()
 

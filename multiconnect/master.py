@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -25,7 +23,10 @@ from .roles.master import MasterRole
 
 logger = logging.getLogger("multiconnect.master")
 
-class Master(MasterRole):
+
+class Master(shell.AsyncioDriver, MasterRole):
+    logger = logger
+
     def __init__(self, cfg: NodeConfig, clock: Clock | None = None) -> None:
         self.clock = clock or SystemClock()
         super().__init__(cfg, self.clock.monotonic())
@@ -35,27 +36,6 @@ class Master(MasterRole):
         self.session: aiohttp.ClientSession | None = None
 
     # ------------------------------------------------------------------ the role's waits
-    def mono(self) -> float:
-        return self.clock.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-    def log(self, level: int, fmt: str, *args: Any) -> None:
-        logger.log(level, fmt, *args)
-
-    def unexpected(self, what: str) -> None:
-        logger.exception(what)
-
-    def spawn(self, gen: Gen, name: str) -> None:
-        shell.spawn(self.tasks, shell.drive(gen), name)
-
-    def sleep(self, seconds: float) -> Gen:
-        return shell.awaiting(shell.sleep_or_stop(self.stop, seconds))
-
-    def db(self, conn: Database, fn: str, *args: Any) -> Gen:
-        return shell.awaiting(shell.call(conn, getattr(dbq, fn), *args))
-
     def heartbeat(self, name: str, row: dbq.NodeRow, check: bool, timeout: float) -> Gen:
         return shell.awaiting(self._get_heartbeat(name, row, check, timeout))
 

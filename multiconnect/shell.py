@@ -10,11 +10,13 @@ import json
 import logging
 import signal
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar
 
 from aiohttp import web
 
+from . import db as dbq
 from .config import NodeConfig
 from .db import Database
 
@@ -56,6 +58,38 @@ async def drive(gen: Generator[Awaitable[Any], Any, T]) -> T:
             value, exc = await aw, None
         except BaseException as e:  # noqa: BLE001 - handed to the generator
             value, exc = None, e
+
+
+class AsyncioDriver:
+    """The containers' side of :class:`multiconnect.roles.driver.Driver` (mixed in before the
+    role): the node's ``clock``, ``stop`` event, ``tasks`` set and ``logger`` are set by the
+    shell; database calls run in a worker thread, sleeps end early at a stop."""
+
+    clock: Any
+    stop: asyncio.Event
+    tasks: set[asyncio.Task]
+    logger: logging.Logger
+
+    def mono(self) -> float:
+        return self.clock.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        self.logger.log(level, fmt, *args)
+
+    def unexpected(self, what: str) -> None:
+        self.logger.exception(what)
+
+    def spawn(self, gen: Generator[Any, Any, Any], name: str) -> None:
+        spawn(self.tasks, drive(gen), name)
+
+    def sleep(self, seconds: float) -> Generator[Any, Any, Any]:
+        return awaiting(sleep_or_stop(self.stop, seconds))
+
+    def db(self, conn: Database, fn: str, *args: Any) -> Generator[Any, Any, Any]:
+        return awaiting(call(conn, getattr(dbq, fn), *args))
 
 
 def reply(answer: tuple[int, Any]) -> web.Response:

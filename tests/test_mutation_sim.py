@@ -7,8 +7,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from harness import mutation, mutation_sim
 from harness.mutation_sim import SimOutcome
+
+
+def mutant(name: str) -> mutation.Mutant:
+    return mutation.select(mutation.load_library(), [name])[0]
 
 
 def test_the_simulator_runs_the_roles_and_not_the_rest_api():
@@ -19,25 +25,15 @@ def test_the_simulator_runs_the_roles_and_not_the_rest_api():
 
 
 def test_patched_files_name_the_diff_targets():
-    m = mutation.select(mutation.load_library(), ["shell-confirm-error-stays-in-flight"])[0]
+    m = mutant("shell-confirm-error-stays-in-flight")
     assert mutation_sim.patched_files(m) == {"multiconnect/roles/coreapp.py"}
-
-
-def test_table_has_a_column_per_timing():
-    outcomes = [SimOutcome("a", "shell", "documented", "caught", 3, "conflict", 1.0),
-                SimOutcome("a", "shell", "ci", "survived", 100, "", 9.0),
-                SimOutcome("b", "media", "-", "not simulated", 0, "", 0.0)]
-    lines = mutation_sim.table(outcomes).splitlines()
-    assert lines[0] == "| mutant | layer | sim documented | sim ci |"
-    assert lines[2] == "| a | shell | 3 (conflict) | survived 100 |"
-    assert lines[3] == "| b | media | not simulated | not simulated |"
 
 
 def test_a_shell_mutant_is_caught_and_the_source_is_not():
     """The broken build re-reads no confirmation after an error (the core stays 'in flight'
     and the owner never confirms again): the simulator must catch it in a few seeds, and the
     unmutated copy must pass the same seeds."""
-    m = mutation.select(mutation.load_library(), ["shell-confirm-error-stays-in-flight"])[0]
+    m = mutant("shell-confirm-error-stays-in-flight")
     with tempfile.TemporaryDirectory() as tmp:
         verdict, seeds, what = mutation_sim.run_sim(mutation.apply_to_copy(m, Path(tmp)).parent,
                                                     "ci", 20, 300)
@@ -46,25 +42,34 @@ def test_a_shell_mutant_is_caught_and_the_source_is_not():
     assert clean[0] == "survived", clean
 
 
-def test_table_adds_the_test_columns():
-    outcomes = [SimOutcome("s", "sql", "differential", "caught", 0, "E assert", 2.0),
-                SimOutcome("s", "sql", "sim tests", "survived", 0, "", 7.0),
-                SimOutcome("s", "sql", "ci", "survived", 100, "", 9.0),
-                SimOutcome("c", "core", "ci", "caught", 1, "conflict", 1.0),
-                SimOutcome("c", "core", "sim tests", "caught", 0, "E", 1.0),
-                SimOutcome("m", "media", "-", "not simulated", 0, "", 0.0)]
+@pytest.mark.parametrize("outcomes,expected", [
+    ([SimOutcome("a", "shell", "documented", "caught", 3, "conflict", 1.0),
+      SimOutcome("a", "shell", "ci", "survived", 100, "", 9.0),
+      SimOutcome("b", "media", "-", "not simulated", 0, "", 0.0)],
+     ["| mutant | layer | sim documented | sim ci |",
+      "| a | shell | 3 (conflict) | survived 100 |",
+      "| b | media | not simulated | not simulated |"]),
+    ([SimOutcome("s", "sql", "differential", "caught", 0, "E assert", 2.0),
+      SimOutcome("s", "sql", "sim tests", "survived", 0, "", 7.0),
+      SimOutcome("s", "sql", "ci", "survived", 100, "", 9.0),
+      SimOutcome("c", "core", "ci", "caught", 1, "conflict", 1.0),
+      SimOutcome("c", "core", "sim tests", "caught", 0, "E", 1.0),
+      SimOutcome("m", "media", "-", "not simulated", 0, "", 0.0)],
+     ["| mutant | layer | sim ci | sim tests | differential |",
+      "| s | sql | survived 100 | survived | caught |",
+      "| c | core | 1 (conflict) | caught | - |",
+      "| m | media | not simulated | not simulated | not simulated |"]),
+], ids=["a-column-per-timing", "the-test-columns"])
+def test_table(outcomes, expected):
     lines = mutation_sim.table(outcomes).splitlines()
-    assert lines[0] == "| mutant | layer | sim ci | sim tests | differential |"
-    assert lines[2] == "| s | sql | survived 100 | survived | caught |"
-    assert lines[3] == "| c | core | 1 (conflict) | caught | - |"
-    assert lines[4] == "| m | media | not simulated | not simulated | not simulated |"
+    assert [lines[0], *lines[2:]] == expected
 
 
 def test_the_scripted_sim_tests_catch_a_mutant_the_random_seeds_miss():
     """shell-primary-view-uses-env-unhealthy only shows when the settings differ from the
     environment: the scripted settings scenario of tests/test_sim.py catches it, and passes
     on an unmutated copy."""
-    m = mutation.select(mutation.load_library(), ["shell-primary-view-uses-env-unhealthy"])[0]
+    m = mutant("shell-primary-view-uses-env-unhealthy")
     for broken in (True, False):
         with tempfile.TemporaryDirectory() as tmp:
             if broken:

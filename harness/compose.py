@@ -11,7 +11,8 @@ other through published ports as on separate machines.
 No egress: the LAN has IP masquerading off and two ``DOCKER-USER`` rules drop every packet
 forwarded from the LAN to another interface or into it from one; they are removed at
 teardown (and swept when their bridge is gone). Traffic to the host's address (published
-ports, docker-proxy) is not forwarded and stays allowed.
+ports, docker-proxy) is not forwarded and stays allowed; that address is also the containers'
+upstream DNS server, so a lookup of an unknown name stays on the LAN (``override_for``).
 
 Images: the files name ``mc-node:${WA_IMAGE_TAG}`` and ``mc-db:${WA_DB_TAG}``.
 :func:`ensure_versioned_images` tags the harness-built images as ``mc-node:0.1.0`` and
@@ -287,7 +288,12 @@ class ComposeRun:
         return p
 
     def override_for(self, project: Project) -> str:
-        """A generated file: the run's LAN as default network, server names → host address."""
+        """A generated file: the run's LAN as default network, server names → host address,
+        and the host's LAN address as every container's upstream DNS server. Docker's embedded
+        DNS forwards a name it does not know (a sibling already removed by ``down``) to the
+        upstream servers from the container's own namespace: with the host's resolver that
+        query left the LAN (the no-egress rule counted it); to the LAN address it stays on the
+        run's network and is refused there (nothing listens on port 53)."""
         path = self.dir / f".override-{project.name}.yml"
         if not path.exists():
             services = subprocess.run(
@@ -298,10 +304,12 @@ class ComposeRun:
                 capture_output=True, text=True, check=True).stdout.split()
             lines = ['version: "3.5"', "networks:", "  default:", "    external: true",
                      f"    name: {self.network_name}"]
-            if self.hosts and services:
+            if services:
                 lines.append("services:")
-                for s in services:
-                    lines += [f"  {s}:", "    extra_hosts:"]
+            for s in services:
+                lines += [f"  {s}:", "    dns:", f"      - {self.host_ip}"]
+                if self.hosts:
+                    lines.append("    extra_hosts:")
                     lines += [f'      - "{h}:{self.host_ip}"' for h in self.hosts]
             path.write_text("\n".join(lines) + "\n")
         return path.name

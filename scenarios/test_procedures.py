@@ -242,6 +242,26 @@ def test_logs_to_debug_output_has_every_service(run: ComposeRun) -> None:
     assert "webapp waweb ready" in text  # webapp
 
 
+# --------------------------------------------------------------------------- the LAN
+
+
+def test_lookup_of_a_removed_sibling_stays_on_the_lan(run: ComposeRun) -> None:
+    """A node that asks for a name no longer on the LAN (a sibling ``down`` removed first)
+    sends no packet off it: Docker's embedded DNS forwards unknown names to the containers'
+    upstream server, which the run sets to the host's LAN address (the ``run`` fixture then
+    checks the no-egress rules dropped nothing; with the host's resolver they counted the
+    queries)."""
+    infra = run.project("dbserver", ["stand-ins.yml"])
+    infra.up("gateway")
+    [gateway] = infra.containers("gateway")
+    probe = ("import socket\ntry:\n    socket.getaddrinfo('wacore1', 6250)\n"
+             "except socket.gaierror:\n    print('unresolved')\n")
+    res = gateway.exec_run(["python3", "-c", probe], environment={"LD_PRELOAD": ""})
+    assert res.output.decode().strip() == "unresolved", res.output
+    counters = egress_rule_counters(run.bridge)
+    assert [n for n, _ in counters] == [0, 0], counters
+
+
 # --------------------------------------------------------------------------- 2, 3
 
 

@@ -560,6 +560,7 @@ class _NfsUrl(ctypes.Structure):
 
 _LIB: ctypes.CDLL | None = None
 _LIB_LOCK = threading.Lock()
+ABANDONED_CONTEXTS = 0  # contexts closed with RPCs still queued (see _NfsConn.close)
 LIBNFS_NAME = "libnfs.so.13"
 
 
@@ -578,6 +579,8 @@ def _libnfs() -> ctypes.CDLL:
         sigs: dict[str, tuple[Any, list[Any]]] = {
             "nfs_init_context": (vp, []),
             "nfs_destroy_context": (None, [vp]),
+            "nfs_queue_length": (i, [vp]),
+            "nfs_get_fd": (i, [vp]),
             "nfs_get_error": (cp, [vp]),
             "nfs_parse_url_dir": (ctypes.POINTER(_NfsUrl), [vp, cp]),
             "nfs_destroy_url": (None, [ctypes.POINTER(_NfsUrl)]),
@@ -655,8 +658,26 @@ class _NfsConn:
         return msg.decode(errors="replace") if msg else "unknown error"
 
     def close(self) -> None:
+        """Destroy the context, unless RPCs are still queued on it: then close its socket and
+        set it aside for the life of the process (:data:`ABANDONED_CONTEXTS`).
+
+        libnfs 4.0's sync calls keep their callback data on the caller's stack. When the
+        socket fails mid-call (a reset link), the call returns at once and leaves its RPC
+        queued, its callback pointing at that finished stack frame; destroying the context
+        cancels the RPC and runs the callback, which writes into whatever uses that stack
+        now — the webapp died of it at an NFS link cut. A context set aside is never touched
+        again (a few kilobytes; only connection-level failures make one)."""
+        global ABANDONED_CONTEXTS
         if self.ctx:
             ctx, self.ctx = self.ctx, None
+            if self.lib.nfs_queue_length(ctx) > 0:
+                fd = self.lib.nfs_get_fd(ctx)
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                with _LIB_LOCK:
+                    ABANDONED_CONTEXTS += 1
+                return
             self.lib.nfs_destroy_context(ctx)
 
     def _arm(self, dl: _Deadline, what: str) -> None:

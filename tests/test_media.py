@@ -508,3 +508,74 @@ def test_nfs_outage_times_out_then_recovers() -> None:
         assert str(st.target) in message
     assert got_before == (before, "a/b")
     assert got_after == (b"after", "c/d")
+
+
+# ------------------------------------------------------------- libnfs in the node image
+
+# Run inside the node image (where libnfs13 is): a server that resets every connection after
+# the first request, so each mount's sync call breaks out on the socket error with its RPC
+# still queued; every nfs_destroy_context is recorded with the context's queue length.
+QUEUED_RPC_PROBE = r'''
+import asyncio, ctypes, json, socket, struct, sys, threading
+from multiconnect import media
+
+def serve(ls):
+    while True:
+        c, _ = ls.accept()
+        try:
+            c.recv(4096)
+        except OSError:
+            pass
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+
+ls = socket.socket()
+ls.bind(("127.0.0.1", 0))
+ls.listen(16)
+threading.Thread(target=serve, args=(ls,), daemon=True).start()
+lib = media._libnfs()
+queue_length = lib.nfs_queue_length
+queue_length.argtypes, queue_length.restype = [ctypes.c_void_p], ctypes.c_int
+destroy, destroyed = lib.nfs_destroy_context, []
+lib.nfs_destroy_context = lambda ctx: (destroyed.append(queue_length(ctx)), destroy(ctx))
+store = media.NfsMediaStore(f"nfs://127.0.0.1:{ls.getsockname()[1]}/export", timeout=2)
+errors = []
+for _ in range(10):
+    try:
+        asyncio.run(store.check())
+    except media.MediaUnavailable as e:
+        errors.append(str(e))
+print(json.dumps({"errors": errors, "destroyed": destroyed,
+                  "abandoned": media.ABANDONED_CONTEXTS}))
+'''
+
+
+@pytest.mark.integration
+def test_nfs_context_left_with_a_queued_rpc_is_never_destroyed() -> None:
+    """A reset connection leaves libnfs 4.0's RPC queued with its callback on a finished
+    stack frame; destroying that context runs it (the webapp died of it at an NFS link cut).
+    The store sets such contexts aside and destroys only contexts with an empty queue."""
+    import json
+
+    from harness import cleanup
+    from harness.engine import ensure_engine
+    from harness.images import ensure_images
+
+    client = ensure_engine()
+    node = ensure_images(client, names=("base", "node"), progress=lambda _l: None)["node"]
+    run_id = f"mcmedia{uuid.uuid4().hex[:8]}"
+    labels = {cleanup.LABEL_RUN: run_id, cleanup.LABEL_OWNER: cleanup.owner_label()}
+    try:
+        c = client.containers.run(node, entrypoint=["python3", "-c", QUEUED_RPC_PROBE],
+                                  environment={"LD_PRELOAD": ""}, network_mode="none",
+                                  labels=labels, detach=True)
+        status = c.wait(timeout=120)
+        out = c.logs().decode(errors="replace")
+    finally:
+        cleanup.remove_run(client, run_id)
+    assert status["StatusCode"] == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert len(result["errors"]) == 10 and all("nfs_service failed" in e
+                                               for e in result["errors"]), result
+    assert result["abandoned"] == 10, result  # each failure left its RPC queued
+    assert not any(result["destroyed"]), result  # and none was destroyed with a queue

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from multiconnect.core.ownership import FENCE_MARGIN
+
 #: Seconds added to every protocol worst case. The only tuning knob of this module. It
 #: covers request latency: the harness's 1 s client timeout (a request answered later counts
 #: as an outage of that length) plus one scheduling tick of the sender.
@@ -27,8 +29,9 @@ MARGIN: float = 1.5
 #: plus scheduling; health is a polled view, the gateway stamps connects itself.
 HEALTH_SLACK: float = 1.5
 
-#: Extra wait after the old owner's validity before a new owner may connect (contracts.md).
-FENCE_SLACK: float = 0.5
+#: Extra wait after the old owner's validity before a new owner may connect (contracts.md):
+#: the fence margin m of the roles (``multiconnect.core.ownership.FENCE_MARGIN``).
+FENCE_SLACK: float = FENCE_MARGIN
 
 #: The fraction of the lease TTL a primary master trusts its lease for, counted from when it
 #: sent the renewal (``LeaseCore.safety``; contracts.md): the database's expiry must not end
@@ -82,12 +85,13 @@ def heartbeat_failover(heartbeat_interval: float, unhealthy_interval: float,
     u = _num("unhealthy_interval", unhealthy_interval)
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     m = _margin(margin)
+    f = _g(FENCE_SLACK)
     detect, fence = u + h, 2 * h + k + FENCE_SLACK
     if detect >= fence:
-        formula = (f"u + h + margin = {_g(u)} + {_g(h)} + {_g(m)} (fence F + K + 0.5 = "
+        formula = (f"u + h + margin = {_g(u)} + {_g(h)} + {_g(m)} (fence F + K + {f} = "
                    f"{_g(fence)} ends before detection)")
     else:
-        formula = (f"F + K + 0.5 + margin = 2*{_g(h)} + {_g(k)} + 0.5 + {_g(m)} (the fence "
+        formula = (f"F + K + {f} + margin = 2*{_g(h)} + {_g(k)} + {f} + {_g(m)} (the fence "
                    f"outlasts detection u + h = {_g(detect)})")
     return Bound(max(detect, fence) + m, formula)
 
@@ -102,9 +106,10 @@ def partition_failover(heartbeat_interval: float, unhealthy_interval: float,
     u = _num("unhealthy_interval", unhealthy_interval)
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     m = _margin(margin)
+    f = _g(FENCE_SLACK)
     value = u + h + 2 * h + k + FENCE_SLACK + m
-    return Bound(value, f"u + h + F + K + 0.5 + margin = {_g(u)} + {_g(h)} + 2*{_g(h)} + "
-                        f"{_g(k)} + 0.5 + {_g(m)}")
+    return Bound(value, f"u + h + F + K + {f} + margin = {_g(u)} + {_g(h)} + 2*{_g(h)} + "
+                        f"{_g(k)} + {f} + {_g(m)}")
 
 
 def db_failover(liveness_interval: float, stale_after: float,
@@ -172,8 +177,9 @@ def gateway_reconnect(heartbeat_interval: float, gateway_ping_timeout: float,
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     c = _num("connect_timeout", connect_timeout)
     m = _margin(margin)
+    f = _g(FENCE_SLACK)
     return Bound(k + FENCE_SLACK + h / 2 + c + m,
-                 f"K + 0.5 + h/2 + connect timeout + margin = {_g(k)} + 0.5 + {_g(h)}/2 + "
+                 f"K + {f} + h/2 + connect timeout + margin = {_g(k)} + {f} + {_g(h)}/2 + "
                  f"{_g(c)} + {_g(m)}")
 
 
@@ -188,5 +194,6 @@ def gateway_stall_recovery(heartbeat_interval: float, gateway_ping_timeout: floa
     h = _num("heartbeat_interval", heartbeat_interval)
     k = _num("gateway_ping_timeout", gateway_ping_timeout)
     m = _margin(margin)
+    f, r = _g(FENCE_SLACK), _g(RATE_SAFETY)
     return Bound((k + FENCE_SLACK) / RATE_SAFETY + h / 2 + m,
-                 f"(K + 0.5)/0.9 + h/2 + margin = ({_g(k)} + 0.5)/0.9 + {_g(h)}/2 + {_g(m)}")
+                 f"(K + {f})/{r} + h/2 + margin = ({_g(k)} + {f})/{r} + {_g(h)}/2 + {_g(m)}")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from multiconnect.config import TEST_BREAKS
+from multiconnect.sharding import ALLOWED_SHARD_COUNTS
 from multiconnect.timing import TIMINGS, Timing
 
-ALLOWED_SHARDS = (1, 2, 4, 8, 16, 32)
 DB_ENGINES = ("mariadb", "mysql")
 MEDIA_BACKENDS = ("nfs", "volume")
 IMAGE_ROLES = ("db", "nfs", "toxiproxy", "node")
@@ -93,8 +94,9 @@ def validate(t: Topology) -> Topology:
     _int_at_least("coreapps", t.coreapps, 1, 40)
     _int_at_least("webapps", t.webapps, 1, 9)
     if isinstance(t.shards, bool) or not isinstance(t.shards, int) \
-            or t.shards not in ALLOWED_SHARDS:
-        raise SpecError("shards", t.shards, f"one of {', '.join(map(str, ALLOWED_SHARDS))}")
+            or t.shards not in ALLOWED_SHARD_COUNTS:
+        raise SpecError("shards", t.shards,
+                        f"one of {', '.join(map(str, ALLOWED_SHARD_COUNTS))}")
     if t.coreapps < t.shards:
         raise SpecError("coreapps", t.coreapps,
                         f"at least shards ({t.shards}); for X failures run shards + X")
@@ -121,7 +123,6 @@ def validate(t: Topology) -> Topology:
             raise SpecError("images", role, f"image roles are {', '.join(IMAGE_ROLES)}")
         if not isinstance(ref, str) or not ref or " " in ref:
             raise SpecError(f"images.{role}", ref, "an image reference like mysql:8.0")
-    from multiconnect.config import TEST_BREAKS
     if t.test_break and t.test_break not in TEST_BREAKS:
         raise SpecError("test_break", t.test_break, f"'' or one of {', '.join(TEST_BREAKS)}")
     if t.db_engine == "mysql" and "db" not in dict(t.images):

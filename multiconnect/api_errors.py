@@ -32,6 +32,11 @@ HTTP   code   title                           when
 405    1025   Invalid request                 method not allowed on that route
 413    1025   Invalid request                 body larger than the API accepts
 =====  =====  ==============================  ==============================================
+
+The nodes' internal APIs (master, coreapp: :mod:`multiconnect.roles`) answer in the same
+envelope (:func:`multiconnect.roles.driver.envelope`), some with titles of their own (e.g.
+``Not Primary Master``); :func:`multiconnect.shell.read_json` answers a body that is not
+JSON with 400, 1000 (``GENERIC_ERROR``) ``Generic error``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # aiohttp only where a response is built: the codes are shared with the
     from aiohttp import web  # simulator (multiconnect.roles), which runs without aiohttp
 
+GENERIC_ERROR = 1000
 MESSAGE_TOO_LONG = 1001
 INVALID_RECIPIENT_TYPE = 1002
 ACCESS_DENIED = 1005
@@ -56,6 +62,7 @@ PASSWORD_CHANGE_REQUIRED = 1024
 INVALID_REQUEST = 1025
 
 TITLES: dict[int, str] = {
+    GENERIC_ERROR: "Generic error",
     MESSAGE_TOO_LONG: "Message too long",
     INVALID_RECIPIENT_TYPE: "Invalid recipient type",
     ACCESS_DENIED: "Access denied",
@@ -87,13 +94,17 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.details, self.headers)
 
 
-def error_entry(code: int, details: str) -> dict[str, Any]:
-    """One ``errors`` item (also used inside /v1/health entries)."""
-    return {"code": code, "title": TITLES.get(code, "Generic error"), "details": details}
+def error_entry(code: int, details: str, title: str | None = None) -> dict[str, Any]:
+    """One ``errors`` item (also used inside /v1/health entries). ``title`` defaults to the
+    code's in ``TITLES`` (``Generic error`` for a code not there)."""
+    if title is None:
+        title = TITLES.get(code, TITLES[GENERIC_ERROR])
+    return {"code": code, "title": title, "details": details}
 
 
-def error_body(code: int, details: str) -> dict[str, Any]:
-    return {"errors": [error_entry(code, details)]}
+def error_body(code: int, details: str, title: str | None = None) -> dict[str, Any]:
+    """The whole envelope: ``{"errors": [error_entry(code, details, title)]}``."""
+    return {"errors": [error_entry(code, details, title)]}
 
 
 def error_response(status: int, code: int, details: str,

@@ -11,8 +11,9 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
-from .timing import LIVENESS_INTERVAL, STALE_AFTER
+from .timing import Timing
 
 
 class ConfigError(ValueError):
@@ -74,13 +75,21 @@ class NodeConfig:
     schema_version: int | None = None
     test_break: str = ""
 
+    @cached_property
+    def timing(self) -> Timing:
+        """This node's timing settings, as the harness and the simulator derive bounds."""
+        return Timing(heartbeat_interval=self.heartbeat_interval,
+                      unhealthy_interval=self.unhealthy_interval,
+                      db_monitor_scale=self.db_monitor_scale, lease_ttl=self.lease_ttl,
+                      gateway_ping_timeout=self.gateway_ping_timeout)
+
     @property
     def liveness_interval(self) -> float:
-        return LIVENESS_INTERVAL * self.db_monitor_scale
+        return self.timing.liveness_interval
 
     @property
     def stale_after(self) -> float:
-        return STALE_AFTER * self.db_monitor_scale
+        return self.timing.stale_after
 
     def route(self, peer: str, default: str, kind: str = "") -> str:
         """Address to reach ``peer`` (its internal port, or ``kind='heartbeat'``)."""

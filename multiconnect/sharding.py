@@ -19,8 +19,7 @@ def server_shard(recipient: str) -> int:
 
 def shard_bounds(shard: int, shards: int) -> tuple[int, int]:
     """Inclusive server-shard range of ``shard`` when there are ``shards`` shards."""
-    if shards not in ALLOWED_SHARD_COUNTS:
-        raise ValueError(f"shards must be one of {ALLOWED_SHARD_COUNTS}, got {shards}")
+    _check_count(shards)
     if not 0 <= shard < shards:
         raise ValueError(f"shard must be in 0..{shards - 1}, got {shard}")
     width = SERVER_SHARDS // shards

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from . import api_errors as E
 from . import db as dbq
 from .config import NodeConfig
 from .db import Database
@@ -102,9 +103,7 @@ async def read_json(request: web.Request) -> tuple[Any, web.Response | None]:
     try:
         return await request.json(), None
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return None, web.json_response({"errors": [{
-            "code": 1000, "title": "Generic error", "details": "body is not valid JSON"}]},
-            status=400)
+        return None, E.error_response(400, E.GENERIC_ERROR, "body is not valid JSON")
 
 
 def _apply(fn: Callable[..., T], args: tuple, cur: Any) -> T:

@@ -64,6 +64,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
+#: m, the fence margin (docs/fencing.md), in seconds: a promotion fences the new owner until
+#: the old owner's ``valid_until`` + K (gateway keepalive) + m, and a coreapp waits
+#: (K + m) / ``rate_safety`` after its last write before it reconnects over a possible ghost
+#: (``OwnershipCore.ghost_margin``). It covers the transit of a last write to the gateway
+#: (A3) and scheduling slack. Defined once: the master role, the simulator and the harness's
+#: bounds import it.
+FENCE_MARGIN = 0.5
+
 
 class Gateway(Enum):
     DOWN = "down"
@@ -131,7 +139,7 @@ class OwnershipCore:
     connect_not_before: float = -math.inf
     connect_backoff: float = 0.2
     connect_timeout: float = 2.0  # opening the TCP connection; no timer once the line is out
-    ghost_margin: float = 0.5  # transit of our last write (A3) and scheduling slack
+    ghost_margin: float = FENCE_MARGIN  # transit of our last write (A3), scheduling slack
     conn_shard: int | None = None  # shard of the current (or last) connection attempt
     connect_pending: bool = False  # a Connect issued, not yet answered or ended (one at a time)
     last_write: float = -math.inf  # last write known on the current connection (local)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import api_errors as E
 from .. import schema
 from ..config import NodeConfig
 from ..core.ownership import Action, Close, Confirm, Connect, Gateway, OwnershipCore, Ping
@@ -287,18 +288,17 @@ class CoreappRole(Driver):
         try:
             msg_id, to, text, shard = body["id"], body["to"], body["body"], int(body["shard"])
         except (KeyError, TypeError, ValueError):
-            return envelope(400, 1009, "Parameter value is not valid",
-                            'body must be {"id","to","body","shard"}')
+            return envelope(400, E.INVALID_PARAMETER, 'body must be {"id","to","body","shard"}')
         now = self.mono()
         name = self.cfg.name
         if self.own.shard != shard:
-            return envelope(409, 1018, "Not Primary Coreapp",
-                            f"{name} is not primary for shard {shard}")
+            return envelope(409, E.NOT_PRIMARY_COREAPP,
+                            f"{name} is not primary for shard {shard}", title="Not Primary Coreapp")
         conn = self.conn
         if conn is None or not self.own.may_send(shard, now):
             # paused, cut off or still fencing: re-check ownership before anything is sent
             self.wake()
-            return envelope(503, 1011, "Service not ready",
+            return envelope(503, E.SERVICE_NOT_READY,
                             f"{name}: ownership of shard {shard} not confirmed "
                             f"or gateway not connected ({self.own.gateway_status()})")
         self.own.wrote(self.mono())  # a send is written before its first wait
@@ -306,6 +306,6 @@ class CoreappRole(Driver):
             yield from self.gw_send(conn, msg_id, to, text, SEND_TIMEOUT)
         except GATEWAY_FAILURES as e:
             # the message may have left before the failure: "unknown", never "not sent"
-            return envelope(504, 1014, "Internal error", f"gateway send failed: {e}")
+            return envelope(504, E.INTERNAL_ERROR, f"gateway send failed: {e}")
         self.sent += 1
         return 200, {"id": msg_id, "shard": shard, "epoch": conn.epoch}

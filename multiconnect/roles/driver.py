@@ -10,14 +10,17 @@ import logging
 from collections.abc import Generator
 from typing import Any
 
+from ..api_errors import error_body
+
 INFO, WARNING, ERROR = logging.INFO, logging.WARNING, logging.ERROR
 Gen = Generator[Any, Any, Any]
 Reply = tuple[int, dict[str, Any]]   # an HTTP handler's (status, JSON body)
 
 
-def envelope(status: int, code: int, title: str, details: str) -> Reply:
-    """An error answer in the API's envelope."""
-    return status, {"errors": [{"code": code, "title": title, "details": details}]}
+def envelope(status: int, code: int, details: str, title: str | None = None) -> Reply:
+    """An error answer in the API's envelope (:func:`multiconnect.api_errors.error_body`;
+    ``title`` defaults to the code's there)."""
+    return status, error_body(code, details, title)
 
 
 class Driver:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import api_errors as E
 from .. import schema
 from ..config import NodeConfig
 from ..core.lease import LeaseCore, LeaseDecision
@@ -23,12 +24,11 @@ from ..core.monitor import (
     live_master_window,
     plan_promotions,
 )
+from ..core.ownership import FENCE_MARGIN
 from ..db import DatabaseError, NodeRow, NotPrimary
 from ..settings import Settings, SettingsError, apply_patch
 from ..sharding import ALLOWED_SHARD_COUNTS
 from .driver import ERROR, INFO, WARNING, Driver, Gen, Reply, envelope
-
-FENCE_MARGIN = 0.5  # added to the gateway keepalive in a promotion's fence
 
 
 class MasterRole(Driver):
@@ -271,22 +271,24 @@ class MasterRole(Driver):
         the refusal as ``(status, body)`` in an ``_Refused``."""
         epoch = self.lease.epoch
         if epoch is None or not self.lease.is_primary(self.mono()):
-            raise _Refused(envelope(503, 1017, "Not Primary Master",
-                                    f"{self.cfg.name} is secondary"))
+            raise _Refused(envelope(503, E.NOT_PRIMARY_MASTER, f"{self.cfg.name} is secondary",
+                                    title="Not Primary Master"))
         try:
             return (yield from self.db(self.db_api, fn, self.cfg.name, epoch, *args))
         except NotPrimary as e:
             self.lease.lost()
-            raise _Refused(envelope(503, 1017, "Not Primary Master", str(e))) from None
+            raise _Refused(envelope(503, E.NOT_PRIMARY_MASTER, str(e),
+                                    title="Not Primary Master")) from None
         except DatabaseError as e:
-            raise _Refused(envelope(503, 1023, "Database error occurred", str(e))) from None
+            raise _Refused(envelope(503, E.DATABASE_ERROR, str(e),
+                                    title="Database error occurred")) from None
 
     def settings_patch(self, body: Any) -> Gen:
         """PATCH /internal/settings with the parsed JSON ``body``."""
         try:
             new = apply_patch(self.settings, body)
         except SettingsError as e:
-            return envelope(400, 1009, "Parameter value is not valid", str(e))
+            return envelope(400, E.INVALID_PARAMETER, str(e))
         try:
             version = yield from self._fenced_write("write_settings", new)
         except _Refused as r:
@@ -300,10 +302,9 @@ class MasterRole(Driver):
         try:
             shards = int(body["shards"])
         except (KeyError, TypeError, ValueError):
-            return envelope(400, 1009, "Parameter value is not valid",
-                            'body must be {"shards": N}')
+            return envelope(400, E.INVALID_PARAMETER, 'body must be {"shards": N}')
         if shards not in ALLOWED_SHARD_COUNTS:
-            return envelope(400, 1009, "Parameter value is not valid",
+            return envelope(400, E.INVALID_PARAMETER,
                             f"shards must be one of {ALLOWED_SHARD_COUNTS}")
         try:
             yield from self._fenced_write("set_shard_count", shards)

@@ -9,7 +9,7 @@ fault schedules; invariants are checked as it runs. See docs/simulator.md and
 """
 
 from . import _compat  # noqa: F401 - first: lets Python 3.9 (pypy3) import the cores
-from .cluster import BREAKS, FAULT_KINDS, TIMINGS, SimConfig, Timing
+from .cluster import FAULT_KINDS, TEST_BREAKS, TIMINGS, SimConfig, Timing
 from .invariants import Violation
 from .runner import (
     Result,
@@ -22,6 +22,6 @@ from .runner import (
 )
 
 __all__ = [
-    "BREAKS", "FAULT_KINDS", "TIMINGS", "Result", "SimConfig", "Timing", "Violation",
+    "FAULT_KINDS", "TEST_BREAKS", "TIMINGS", "Result", "SimConfig", "Timing", "Violation",
     "failover_bound", "recovery_bound", "replay_command", "run_many", "run_schedule", "shrink",
 ]

@@ -10,7 +10,8 @@ import sys
 import time
 from dataclasses import replace
 
-from .cluster import BREAKS, FAULT_KINDS, NET_MODELS, TIMINGS, SimConfig
+from ..config import TEST_BREAKS
+from .cluster import FAULT_KINDS, NET_MODELS, TIMINGS, SimConfig
 from .report import Summary
 from .runner import Result, replay_command, run_schedule, shrink
 
@@ -41,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--webapps", type=int, default=d.webapps)
     p.add_argument("--timing", choices=sorted(TIMINGS), default=d.timing_name,
                    help="timing preset (harness/spec.py): documented 5/30 s, ci 1/3 s")
-    p.add_argument("--break", dest="breaks", choices=BREAKS, default="",
+    p.add_argument("--break", dest="breaks", choices=TEST_BREAKS, default="",
                    help="deliberately break a safety rule (mutation check)")
     p.add_argument("--net", choices=NET_MODELS, default=d.net,
                    help="how a close travels through faults (see multiconnect/sim/net.py)")

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import TEST_BREAKS
 from ..settings import Settings
+from ..sharding import ALLOWED_SHARD_COUNTS
 from ..timing import TIMINGS, Timing  # noqa: F401 - re-exported
 from .coreapp import CoreappProc
 from .db import SimDatabase
@@ -26,7 +28,6 @@ from .world import World
 
 FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
                "db-outage", "db-slow", "clock-skew", "gateway-pause", "settings")
-BREAKS = ("never-self-fence", "promote-on-primary-miss")
 NET_MODELS = ("toxiproxy", "tcp")
 
 
@@ -56,15 +57,16 @@ class SimConfig:
     def validate(self) -> SimConfig:
         if self.masters < 1 or self.coreapps < 1 or self.webapps < 0:
             raise ValueError("need at least 1 master and 1 coreapp")
-        if self.shards not in (1, 2, 4, 8, 16, 32):
-            raise ValueError("shards must be one of 1, 2, 4, 8, 16, 32")
+        if self.shards not in ALLOWED_SHARD_COUNTS:
+            raise ValueError("shards must be one of "
+                             + ", ".join(map(str, ALLOWED_SHARD_COUNTS)))
         if self.timing_name not in TIMINGS:
             raise ValueError(f"timing must be one of {', '.join(TIMINGS)}")
         bad = [f for f in self.faults if f not in FAULT_KINDS]
         if bad:
             raise ValueError(f"unknown fault kind {bad[0]!r}; known: {', '.join(FAULT_KINDS)}")
-        if self.breaks and self.breaks not in BREAKS:
-            raise ValueError(f"break must be one of {', '.join(BREAKS)}")
+        if self.breaks and self.breaks not in TEST_BREAKS:
+            raise ValueError(f"break must be one of {', '.join(TEST_BREAKS)}")
         if self.net not in NET_MODELS:
             raise ValueError(f"net must be one of {', '.join(NET_MODELS)}")
         if not 0 <= self.drift < 1:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.monitor import live_master_window
+from ..core.ownership import FENCE_MARGIN
 from .nodes import DB_TIMEOUT
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from .gateway import GwConn
     from .master import MasterProc
 
-FENCE_MARGIN = 0.5   # master.FENCE_MARGIN (used by the runner's bounds)
 EPS = 1e-9
 
 

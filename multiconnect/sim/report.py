@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from ..core.ownership import FENCE_MARGIN
 from .cluster import SimConfig
 from .runner import Result, failover_bound, recovery_bound
 
@@ -73,7 +74,7 @@ class Summary:
                  f"seeds {min(self.seeds)}-{max(self.seeds)}" if self.seeds else "none")
         bound, mode = failover_bound(c)
         if mode == "heartbeat":
-            formula = "max(u + h, F + K + 0.5) + 1"
+            formula = f"max(u + h, F + K + {FENCE_MARGIN:g}) + 1"
         else:
             formula = "stale_after + liveness_interval + 1"
         lines = [
@@ -105,7 +106,8 @@ class Summary:
         if self.breaches:
             lines.append("outside the model (not violations): " + ", ".join(
                 f"{k} broken in {n} schedules" for k, n in sorted(self.breaches.items()))
-                + " (A3: a conflict after the gateway handled a line > 0.5 s late)")
+                + f" (A3: a conflict after the gateway handled a line > {FENCE_MARGIN:g} s "
+                  "late)")
         lines += [
             f"failover latency, kill of the shard-0 owner → new owner connected ({mode} "
             f"detection, bound {bound:g} s = {formula}): {dist(self.failover)}",

@@ -19,10 +19,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
-from ..core.ownership import OwnershipCore
+from ..core.ownership import FENCE_MARGIN, OwnershipCore
 from .cluster import Cluster, SimConfig, Timing
 from .faults import FaultSpec, Injector, make_schedule
-from .invariants import FENCE_MARGIN, Violation
+from .invariants import Violation
 from .nodes import DB_TIMEOUT
 
 BOUND_MARGIN = 1.5   # harness.bounds.MARGIN

@@ -5,6 +5,7 @@ Timeouts are short and explicit so an outage shows up as failures, not as one hu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,16 +90,43 @@ def _body(r: requests.Response) -> Any:
         return r.text[:500]
 
 
+# -- the /health answer, parsed once ----------------------------------------------------------
+#
+# The webapp answers ``GET /v1/health`` with ``{"health": {"<hostname>:<container-id>": entry}}``,
+# an entry being ``{"role", "gateway_status", ...}`` or ``{"errors": [{"details", ...}]}`` for a
+# node that did not answer. The harness keeps ``{name: {"role", "gateway_status"} | {"error"}}``
+# (:func:`roles_from_health`) and records it as the value ``{"nodes": ...}`` of ``health``
+# events (:mod:`harness.observe`); :func:`health_nodes` reads it back. Node names never hold a
+# colon, so a key's name is what precedes its first one.
+
+
+def node_name(key: str) -> str:
+    """A node's name from a health key: ``"coreapp-1:abc123"`` (``<hostname>:<container-id>``)
+    and ``"coreapp-1"`` both give ``"coreapp-1"``."""
+    return str(key).split(":", 1)[0]
+
+
 def roles_from_health(health: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"health": {"<name>:<cid>": {...}}}`` → ``{name: {...}}``."""
+    """``{"health": {"<name>:<cid>": {...}}}`` → ``{name: {"role", "gateway_status"}}``, or
+    ``{name: {"error": details}}`` for a node the webapp could not reach."""
     out: dict[str, dict[str, Any]] = {}
     for key, entry in (health.get("health") or {}).items():
-        name = key.rsplit(":", 1)[0]
+        name = node_name(key)
         if "errors" in entry:
             out[name] = {"error": entry["errors"][0].get("details", "unreachable")}
         else:
             out[name] = {"role": entry.get("role"), "gateway_status": entry.get("gateway_status")}
     return out
+
+
+def health_nodes(value: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The node entries of a recorded ``health`` event's value, keyed by node name (keys of
+    the ``<hostname>:<container-id>`` form are accepted too); ``None`` if the value holds no
+    node map (a failed poll)."""
+    nodes = value.get("nodes")
+    if not isinstance(nodes, Mapping):
+        return None
+    return {node_name(k): entry for k, entry in nodes.items()}
 
 
 class FailoverClient:

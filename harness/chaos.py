@@ -3,13 +3,16 @@
 Model. A run is ``(seed, duration, kinds, topology[, steps])``: :func:`random_schedule`
 draws the same schedule from the same arguments, and ``steps`` keeps a subset of its steps
 (each at its original time) — that is all a replay needs. :class:`ChaosRunner` executes a
-schedule (or a subset) under a fresh workload on every shard, heals everything, waits for
-liveness (one primary master and one connected coreapp per shard) within ``settle`` s, and
-returns the history events of that execution alone. The safety checkers then judge those
-events; :meth:`ChaosRunner.failures` names what failed (``recovery`` when liveness was not
-regained). On a failure, :func:`harness.shrink.shrink` re-executes subsets of the steps on the
-same cluster (best effort: the cluster is back to the ready state before each trial) and the
-smallest subset that still fails the same way gets its own replay command.
+schedule (or a subset) under a fresh workload on every shard, heals everything, settles
+(:func:`settle`, the one "after the faults" step of chaos runs and scenarios: liveness —
+one primary master and one connected coreapp per shard — within ``settle`` s, then
+conclusive health snapshots for the end-state check), and returns the history events of
+that execution alone. The safety checks, named as data (:data:`SAFETY`, built from the
+checkers' registry), then judge those events; :meth:`Execution.failures` names what failed
+(``recovery`` when liveness was not regained). On a failure, :func:`harness.shrink.shrink`
+re-executes subsets of the steps on the same cluster (best effort: the cluster is back to
+the ready state before each trial) and the smallest subset that still fails the same way
+gets its own replay command.
 """
 
 from __future__ import annotations
@@ -18,20 +21,13 @@ import contextlib
 import random
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from harness import bounds
-from harness.checkers import (
-    Result,
-    no_duplicates,
-    no_lost_acks,
-    no_steady_growth,
-    primary_masters,
-    single_connected,
-)
+from harness.api import health_nodes
+from harness.checkers import Result, named_check
 from harness.history import Event, History
 from harness.nemesis.schedule import ALL_KINDS, Schedule, random_schedule, run_schedule
 from harness.shrink import ShrinkResult, shrink
@@ -123,13 +119,75 @@ def replay_command(test_id: str, opts: ChaosOptions, t: Topology,
     return " ".join(shlex.quote(a) for a in args)
 
 
+#: The safety checks of every chaos run, as data: (checker name, parameters).
+SAFETY: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("single_connected", {}), ("no_lost_acks", {}), ("no_duplicates", {"allow": "indeterminate"}),
+    ("primary_masters", {"last": 3}))
+#: Added in soak mode.
+SOAK: tuple[tuple[str, dict[str, Any]], ...] = (("no_steady_growth", {}),)
+
+
 def safety_checks(soak: bool) -> list[Callable[[Sequence[Event]], Result]]:
-    checks: list[Callable[[Sequence[Event]], Result]] = [
-        single_connected, no_lost_acks, partial(no_duplicates, allow="indeterminate"),
-        partial(primary_masters, last=3)]
-    if soak:
-        checks.append(no_steady_growth)
-    return checks
+    return [named_check(name, **params) for name, params in SAFETY + (SOAK if soak else ())]
+
+
+# -- after the faults --------------------------------------------------------------------------
+
+READY = "one primary master and one connected coreapp per shard"
+
+
+def wait_ready(cluster: Any, timeout: float) -> Any:
+    """Wait up to ``timeout`` s for the ready state (:data:`READY`); returns it, or raises
+    :class:`WaitTimeout`."""
+    return wait_for(cluster.ready_state, timeout=timeout, what=READY)
+
+
+def conclusive(event: Event, masters: Iterable[str]) -> bool:
+    """A health snapshot in which every master answered with its role (the end-state check of
+    ``primary_masters`` judges only these)."""
+    nodes = health_nodes(event.value) or {}
+    return all(isinstance(nodes.get(m), Mapping) and "role" in nodes[m] for m in masters)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The outcome of :func:`settle`: ``recovered`` s until the ready state (``None``: not
+    within the timeout, ``error`` says so), ``snapshots`` conclusive ones recorded after it."""
+
+    recovered: float | None
+    error: str | None
+    snapshots: int
+
+
+def settle(cluster: Any, history: History, *, timeout: float = 30.0, snapshots: int = 3,
+           snapshot_timeout: float = 15.0, strict: bool = True) -> Settled:
+    """After the last heal: wait up to ``timeout`` s for the ready state, then up to
+    ``snapshot_timeout`` s until the history holds ``snapshots`` more conclusive health
+    snapshots (every master answered), so end-state checks judge a settled cluster.
+
+    A ready state not reached raises :class:`WaitTimeout` if ``strict`` (a scenario stops
+    there); else it is returned as ``error`` and the snapshots are still awaited (a chaos run
+    judges all it recorded). Snapshots that do not come are no error: the checkers say so."""
+    began = time.monotonic()
+    recovered, error = None, None
+    try:
+        wait_ready(cluster, timeout)
+        recovered = round(time.monotonic() - began, 2)
+    except WaitTimeout as e:
+        if strict:
+            raise
+        error = str(e)
+    since = history.now()
+    masters = cluster.spec.node_names("master")
+
+    def count() -> int:
+        return sum(1 for e in history.events() if e.f == "health" and e.type == "ok"
+                   and e.time > since and conclusive(e, masters))
+
+    with contextlib.suppress(WaitTimeout):
+        wait_for(lambda: count() >= snapshots, timeout=snapshot_timeout,
+                 what=f"{snapshots} conclusive health snapshots after settling", interval=0.2)
+    return Settled(recovered, error, count())
 
 
 @dataclass
@@ -188,20 +246,15 @@ class ChaosRunner:
         if workload.gateway is not None:  # continue the gateway log where the last run ended
             workload.gateway.since = self.gateway_since
         sampler = self._sampler() if self.opts.soak else None
-        live_error, recovered = None, None
         if sampler:
             sampler.start()
         try:
             with workload.running():
                 outcomes = run_schedule(self.nemesis, schedule, max_time=schedule.end + 30)
-                healed_at = time.monotonic()
-                try:
-                    wait_for(self.cluster.ready_state, timeout=self.settle,
-                             what="one primary master and one connected coreapp per shard")
-                    recovered = round(time.monotonic() - healed_at, 2)
-                except WaitTimeout as e:
-                    live_error = str(e)
-                self._settle_snapshots()
+                # strict=False: judge whatever happened; 20 s: a loaded machine's polls are slow
+                settled = settle(self.cluster, self.history, timeout=self.settle,
+                                 snapshot_timeout=20.0, strict=False)
+                recovered, live_error = settled.recovered, settled.error
         finally:
             if sampler:
                 sampler.stop()
@@ -216,19 +269,6 @@ class ChaosRunner:
                        faults=sum(o.started for o in outcomes))
         ex.results = run_checks(events, safety_checks(self.opts.soak))
         return ex
-
-    def _settle_snapshots(self, count: int = 3, timeout: float = 20.0) -> None:
-        """Let the health poller record ``count`` snapshots after the recovery, so the
-        end-state check judges the healed cluster (on a loaded machine a poll can take
-        seconds); if they do not come, the check itself says so."""
-        since = self.history.now()
-
-        def enough() -> bool:
-            return sum(1 for e in self.history.events()
-                       if e.f == "health" and e.type == "ok" and e.time > since) >= count
-
-        with contextlib.suppress(WaitTimeout):
-            wait_for(enough, timeout=timeout, what=f"{count} health snapshots", interval=0.2)
 
     def shrink(self, schedule: Schedule, kept: Sequence[int], first: Execution) -> ShrinkResult:
         """The smallest subset of ``kept`` whose execution fails one of ``first``'s checks."""

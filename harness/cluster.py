@@ -45,7 +45,6 @@ Progress = Callable[[str], None]
 DB_NAME, DB_USER = "waent", "waent"
 #: Seconds a webapp's media call may take (``WA_MEDIA_TIMEOUT``).
 MEDIA_TIMEOUT = 1.5
-FAKETIME_FILE = "/run/faketime/offset"
 
 
 class ClusterStartError(RuntimeError):
@@ -393,9 +392,6 @@ class Cluster:
     def webapp_url(self, k: int = 1) -> str:
         lk = self.links[f"client->webapp-{k}"]
         return f"http://{self.nodes['toxiproxy'].ip}:{lk.listen_port}"
-
-    def direct_webapp_url(self, k: int = 1) -> str:
-        return f"http://{self.nodes[f'webapp-{k}'].ip}:{PORTS['api']}"
 
     def api(self, k: int = 1, timeout: float = 2.0) -> ApiClient:
         """An authenticated API client through the ``client->webapp-k`` link."""

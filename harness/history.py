@@ -108,12 +108,6 @@ class History:
         return len(self._events)
 
 
-def dump(events: Iterable[Event], path: str | Path) -> None:
-    with Path(path).open("w", encoding="utf-8") as fh:
-        for ev in events:
-            fh.write(ev.to_json() + "\n")
-
-
 def load(path: str | Path) -> list[Event]:
     with Path(path).open(encoding="utf-8") as fh:
         evs = [Event.from_dict(json.loads(line)) for line in fh if line.strip()]

@@ -32,7 +32,7 @@ CHECK_FAILED_PREFIX = "CHECK FAILED:"
 HARNESS_ERROR_PATTERNS: tuple[str, ...] = (
     "ClusterStartError", "EngineUnavailable", "ImageBuildError", "ImageError",
     "ImageOverrideMissing", "SpecError", "ToxiproxyError", "docker\\.errors\\.",
-    "DockerException", "testcontainers",
+    "DockerException",
 )
 _HARNESS_ANY = "(?:" + "|".join(HARNESS_ERROR_PATTERNS) + ")"
 # Allure 2 matches messageRegex/traceRegex against the whole text with DOTALL (Java
@@ -68,10 +68,6 @@ def _allure() -> Any | None:
     except ImportError:
         return None
     return allure
-
-
-def allure_available() -> bool:
-    return _allure() is not None
 
 
 def _scrubber(s: Scrubber | None) -> Scrubber:

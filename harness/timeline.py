@@ -6,13 +6,15 @@ History section of docs/contracts.md) to a ``TimelineModel``:
 - ``ops``: completed operations (``ok``/``fail``/``info``) counted per time bucket, one series
   per group: ``shard N`` for ``send`` (shard from the op's value, else from the process's last
   invoke), ``media`` for ``upload``/``download``.
-- ``faults``: nemesis ``start``/``heal`` pairs (matched by ``id``), as spans; a fault never
-  healed runs to the end of the history (``healed=False``).
+- ``faults``: the fault windows of :func:`harness.checkers.base.fault_windows` (the checkers'
+  own reading of the nemesis's events) as spans to draw: a fault never healed runs to the end
+  of the picture (``healed=False``).
 - ``markers``: gateway ``gw-connect``/``gw-disconnect``/``gw-kick``/``gw-timeout``/
   ``gw-conflict`` events, plus ``promotion`` markers: a ``gw-connect`` for a shard by a node other
   than the one that connected for that shard before it (the first connect of a shard is not one).
-- ``lanes``: per node, role segments from ``health`` observations. Each observation holds until
-  the next ``health`` event (or the end of the history); a failed/unknown poll ends all segments.
+- ``lanes``: per node, role segments from ``health`` observations (read by
+  :func:`harness.api.health_nodes`). Each observation holds until the next ``health`` event
+  (or the end of the history); a failed/unknown poll ends all segments.
 
 ``render_timeline`` draws that model with matplotlib's Agg backend (no display needed).
 """
@@ -26,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.api import health_nodes
+from harness.checkers.base import fault_windows
 from harness.history import Event
 
 # Role lane states, in legend order.
@@ -43,7 +47,8 @@ MEDIA_FS = ("upload", "download")
 
 @dataclass(frozen=True)
 class FaultSpan:
-    """One fault window: ``start`` .. ``end`` (history seconds)."""
+    """One fault window as drawn: ``start`` .. ``end`` (history seconds); an unhealed fault
+    ends where the picture does (``healed=False``)."""
 
     id: str
     kind: str
@@ -126,11 +131,6 @@ def _n_buckets(t0: float, t1: float, bucket: float) -> int:
     return max(1, math.ceil((t1 - t0) / bucket - 1e-9))
 
 
-def _node_name(key: str) -> str:
-    """Health keys may be ``name`` or ``hostname:container-id``; keep the name."""
-    return key.split(":", 1)[0] if ":" in key else key
-
-
 def lane_state(entry: Any) -> str:
     """Map one node's health entry to a lane state."""
     if not isinstance(entry, Mapping) or "error" in entry or "errors" in entry:
@@ -145,35 +145,15 @@ def lane_state(entry: Any) -> str:
     return OTHER
 
 
-def fault_windows(events: Iterable[Event], end: float | None = None) -> list[FaultSpan]:
-    """Pair nemesis ``start``/``heal`` events by ``id`` (else by kind+targets, FIFO)."""
+def fault_spans(events: Iterable[Event], end: float | None = None) -> list[FaultSpan]:
+    """The history's fault windows (:func:`harness.checkers.base.fault_windows`: one pairing
+    of nemesis starts and heals for checkers and pictures) as spans to draw, in start order;
+    an unhealed one ends at ``end`` (default: the last event), never before its start."""
     evs = list(events)
     if end is None:
         end = max((e.time for e in evs), default=0.0)
-    open_: dict[Any, list[tuple[Event, str]]] = defaultdict(list)
-    spans: list[FaultSpan] = []
-    for ev in evs:
-        if ev.process != "nemesis" or ev.f not in ("start", "heal"):
-            continue
-        v = ev.value
-        targets = tuple(str(t) for t in (v.get("targets") or ()))
-        kind = str(v.get("fault", "fault"))
-        key = v.get("id", (kind, targets))
-        if ev.f == "start":
-            open_[key].append((ev, kind))
-        elif open_.get(key):
-            st, skind = open_[key].pop(0)
-            spans.append(FaultSpan(str(v.get("id", "")), skind, _targets(st), st.time, ev.time,
-                                   True))
-    for pending in open_.values():
-        for st, skind in pending:
-            spans.append(FaultSpan(str(st.value.get("id", "")), skind, _targets(st), st.time,
-                                   max(end, st.time), False))
-    return sorted(spans, key=lambda s: (s.start, s.id))
-
-
-def _targets(ev: Event) -> tuple[str, ...]:
-    return tuple(str(t) for t in (ev.value.get("targets") or ()))
+    return [FaultSpan(w.id, w.kind, w.targets, w.start, w.end(max(end, w.start)), w.healed)
+            for w in fault_windows(evs)]
 
 
 def _markers(events: list[Event]) -> list[Marker]:
@@ -217,12 +197,12 @@ def _lanes(events: list[Event], t1: float) -> dict[str, tuple[RoleSegment, ...]]
     for ev in events:
         if ev.f != "health":
             continue
-        nodes = ev.value.get("nodes") if ev.type == "ok" else None
-        if not isinstance(nodes, Mapping):
+        nodes = health_nodes(ev.value) if ev.type == "ok" else None
+        if nodes is None:
             for node in list(current):
                 close(node, ev.time)
             continue
-        seen = {_node_name(str(k)): lane_state(entry) for k, entry in nodes.items()}
+        seen = {node: lane_state(entry) for node, entry in nodes.items()}
         for node in list(current):
             if node not in seen or seen[node] != current[node][0]:
                 close(node, ev.time)
@@ -284,7 +264,7 @@ def build_model(events: Iterable[Event], *, bounds: Mapping[str, float] | None =
     return TimelineModel(
         t0=t0, t1=t1, bucket=width,
         ops=_ops(evs, t0, width, n),
-        faults=tuple(fault_windows(evs, end=t1)),
+        faults=tuple(fault_spans(evs, end=t1)),
         markers=tuple(_markers(evs)),
         lanes=_lanes(evs, t1),
         bounds=clean_bounds,

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness import chaos
 from harness.history import History
 from multiconnect.timing import Timing
 
@@ -129,30 +130,18 @@ def connected_coreapps(cluster: Any) -> list[str]:
 
 def wait_ready(cluster: Any, timeout: float) -> Any:
     """After heals: one primary master and one connected coreapp per shard again."""
-    from harness.wait import wait_for
-    return wait_for(cluster.ready_state, timeout=timeout,
-                    what="one primary master and one connected coreapp per shard")
-
-
-def conclusive(event: Any, masters: list[str]) -> bool:
-    """A health snapshot in which every master answered with its role (the end-state check
-    of ``primary_masters`` judges only these)."""
-    nodes = event.value.get("nodes") or {}
-    roles = {k.split(":", 1)[0]: v for k, v in nodes.items() if isinstance(v, dict)}
-    return all("role" in roles.get(m, {}) for m in masters)
+    return chaos.wait_ready(cluster, timeout)
 
 
 def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int = 3) -> None:
-    """After the last heal: wait until the cluster is ready again, then until the history
-    holds ``snapshots`` more conclusive health snapshots (every master answered), so
-    end-state checks judge a settled cluster."""
-    wait_ready(cluster, timeout)
-    since = history.now()
-    masters = cluster.spec.node_names("master")
-    wait_history(history, lambda h: sum(1 for e in h.events() if e.f == "health"
-                                        and e.type == "ok" and e.time > since
-                                        and conclusive(e, masters)) >= snapshots,
-                 15, f"{snapshots} conclusive health snapshots after settling")
+    """After the last heal: :func:`harness.chaos.settle` (ready within ``timeout`` s, else
+    ``WaitTimeout``; then ``snapshots`` more conclusive health snapshots, so end-state checks
+    judge a settled cluster)."""
+    done = chaos.settle(cluster, history, timeout=timeout, snapshots=snapshots,
+                        snapshot_timeout=15.0)
+    if done.snapshots < snapshots:
+        print(f"[scenario] gave up waiting for {snapshots} conclusive health snapshots after "
+              "settling after 15s (the checkers will judge)")
 
 
 @contextlib.contextmanager

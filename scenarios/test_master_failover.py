@@ -17,6 +17,7 @@ from helpers import (
 )
 
 from harness import bounds
+from harness.api import health_nodes
 from harness.checkers import (
     availability,
     downtime,
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.failover
 def new_primary_master(history, old: str, since: float):
     for e in history.events():
         if e.f == "health" and e.type == "ok" and e.time >= since:
-            prim = [n for n, r in e.value.get("nodes", {}).items()
+            prim = [n for n, r in (health_nodes(e.value) or {}).items()
                     if r.get("role") == "primary_master"]
             if prim and old not in prim:
                 return e

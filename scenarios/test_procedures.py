@@ -135,7 +135,7 @@ def message_round_trip(api: ApiClient, gateway_url: str, to: str = "19995550001"
 
 
 def roles(api: ApiClient) -> dict[str, dict[str, Any]]:
-    return {name.split(":")[0]: r for name, r in roles_from_health(api.health()).items()}
+    return roles_from_health(api.health())
 
 
 def wait_default_refused(run: ComposeRun) -> None:

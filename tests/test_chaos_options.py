@@ -1,14 +1,26 @@
-"""harness.chaos: options, replay commands and schedule subsets (no cluster)."""
+"""harness.chaos: options, replay commands, schedule subsets and settling (no cluster)."""
 
 from __future__ import annotations
 
 import shlex
+import threading
+import time
 
 import pytest
 
-from harness.chaos import ChaosOptionError, ChaosOptions, parse_kinds, parse_steps, replay_command
+from harness.chaos import (
+    ChaosOptionError,
+    ChaosOptions,
+    conclusive,
+    parse_kinds,
+    parse_steps,
+    replay_command,
+    settle,
+)
+from harness.history import History
 from harness.nemesis.schedule import ALL_KINDS, random_schedule
 from harness.spec import Topology
+from harness.wait import WaitTimeout
 
 
 def test_parse_kinds_and_steps():
@@ -49,3 +61,56 @@ def test_same_options_give_the_same_schedule():
     t = Topology(coreapps=3, shards=2)
     assert opts.schedule(t).to_dicts() == opts.schedule(t).to_dicts()
     assert opts.schedule(t).to_dicts() != ChaosOptions(10, 180.0, opts.kinds).schedule(t).to_dicts()
+
+
+# -- settling after the faults ---------------------------------------------------------------
+
+class _Cluster:
+    """Just what ``settle`` reads: the spec's masters and the ready state."""
+
+    def __init__(self, ready: bool) -> None:
+        self.spec = Topology(masters=2)
+        self.ready = ready
+
+    def ready_state(self):
+        return {"primary_master": "master-1"} if self.ready else None
+
+
+def _health(history: History, **nodes) -> None:
+    history.append("health", "ok", "health", {"nodes": nodes})
+
+
+PRIMARY = {"role": "primary_master", "gateway_status": "uninitialized"}
+SECONDARY = {"role": "secondary_master", "gateway_status": "uninitialized"}
+
+
+def test_conclusive_snapshots_have_every_master_answering():
+    h = History()
+    _health(h, **{"master-1:0f3a": PRIMARY, "master-2": SECONDARY})
+    _health(h, **{"master-1": PRIMARY, "master-2": {"error": "timeout"}})
+    h.append("health", "fail", "health", {"error": "webapp down"})
+    assert [conclusive(e, ["master-1", "master-2"]) for e in h.events()] == [True, False, False]
+
+
+def test_settle_waits_for_conclusive_snapshots_after_the_ready_state():
+    h = History()
+    _health(h, **{"master-1": PRIMARY, "master-2": SECONDARY})  # before: does not count
+
+    def later() -> None:
+        time.sleep(0.05)
+        _health(h, **{"master-1": PRIMARY, "master-2": {"error": "timeout"}})
+        for _ in range(2):
+            _health(h, **{"master-1": PRIMARY, "master-2": SECONDARY})
+
+    threading.Thread(target=later, daemon=True).start()
+    done = settle(_Cluster(True), h, timeout=1, snapshots=2, snapshot_timeout=5)
+    assert done.error is None and done.recovered is not None and done.snapshots == 2
+
+
+def test_settle_strict_raises_and_lenient_reports_a_cluster_that_is_not_ready():
+    h = History()
+    with pytest.raises(WaitTimeout, match="one primary master and one connected coreapp"):
+        settle(_Cluster(False), h, timeout=0.1, snapshot_timeout=0.1)
+    done = settle(_Cluster(False), h, timeout=0.1, snapshot_timeout=0.1, strict=False)
+    assert done.recovered is None and "one primary master" in done.error
+    assert done.snapshots == 0

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from harness.api import ApiClient, FailoverClient
+from harness.api import ApiClient, FailoverClient, health_nodes, node_name, roles_from_health
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -112,3 +112,26 @@ def test_an_http_error_answer_is_returned_not_retried(erroring, answering):
 def test_at_least_one_client_is_needed():
     with pytest.raises(ValueError, match="at least one"):
         FailoverClient([])
+
+
+# -- the /health answer, parsed once (harness.api) ------------------------------------------
+
+def test_health_keys_and_entries_are_parsed_once():
+    body = {"health": {
+        "master-1:0f3a9c": {"role": "primary_master", "gateway_status": "uninitialized",
+                            "extra": 1},
+        "coreapp-2:77aa": {"errors": [{"code": 1011, "details": "connection refused"}]},
+        "coreapp-3:88bb": {"errors": [{"code": 1011}]},
+    }}
+    roles = roles_from_health(body)
+    assert roles == {"master-1": {"role": "primary_master", "gateway_status": "uninitialized"},
+                     "coreapp-2": {"error": "connection refused"},
+                     "coreapp-3": {"error": "unreachable"}}
+    assert roles_from_health({}) == {}
+    assert node_name("coreapp-1:abc123") == node_name("coreapp-1") == "coreapp-1"
+    # a recorded health event's value: the same names, old-style keys accepted
+    assert health_nodes({"nodes": roles}) == roles
+    assert health_nodes({"nodes": {"webapp-1:cc": {"role": "webapp"}}}) == {
+        "webapp-1": {"role": "webapp"}}
+    assert health_nodes({"error": "webapp timeout"}) is None
+    assert health_nodes({"nodes": []}) is None

@@ -13,7 +13,7 @@ from harness.timeline import (
     UNREACHABLE,
     build_model,
     choose_bucket,
-    fault_windows,
+    fault_spans,
     lane_state,
     render_timeline,
 )
@@ -103,7 +103,7 @@ def test_fault_windows_without_ids_pair_first_in_first_out():
         (4, "nemesis", "info", "heal", {"fault": "pause", "targets": ["m1"]}),
         (5, "nemesis", "info", "heal", {"fault": "pause", "targets": ["other"]}),  # no start
     ])
-    assert [(f.start, f.end) for f in fault_windows(evs)] == [(1.0, 3.0), (2.0, 4.0)]
+    assert [(f.start, f.end) for f in fault_spans(evs)] == [(1.0, 3.0), (2.0, 4.0)]
 
 
 def test_promotion_is_a_connect_by_a_different_node_for_the_shard():

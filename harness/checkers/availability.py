@@ -19,17 +19,19 @@ from harness.checkers.base import (
     Result,
     bound_text,
     bound_value,
+    checker,
     dur,
+    find_fault,
     pair_ops,
     prepare,
     s,
     shard_of,
     t,
 )
-from harness.checkers.faults import find_fault
 from harness.history import Event
 
 
+@checker
 def availability(events: Sequence[Event], *, min_fraction: float,
                  window: tuple[float, float] | None = None,
                  name: str = "availability") -> Result:
@@ -55,6 +57,7 @@ def availability(events: Sequence[Event], *, min_fraction: float,
                   f"{counts['info']} unknown.")
 
 
+@checker
 def recovery(events: Sequence[Event], *, bound: Any, fault: str | None = None,
              shards: Sequence[int] | None = None, name: str = "recovery") -> Result:
     prep = prepare(events)

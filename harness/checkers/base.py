@@ -14,16 +14,23 @@ Client operations are paired per process (Jepsen: a process has at most one oper
 flight): an ``invoke`` is completed by the next ``ok``/``fail``/``info`` of the same process
 and ``f``. An invoke never completed (the history ended, or the process invoked again) is
 treated as ``info`` (outcome unknown).
+
+Checkers register by name (:func:`checker`): :data:`CHECKERS` maps the name a checker reports
+its result under to the function, so scenarios and chaos runs can name checks as data
+(:func:`named_check`). It is complete once ``harness.checkers`` has been imported.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from operator import attrgetter
 from typing import Any, NamedTuple, Protocol, TypeVar, overload
 
+from harness.api import health_nodes
 from harness.history import Event
 
 Figure = float | int | str | None
@@ -45,6 +52,43 @@ class Result:
 
 class Checker(Protocol):
     def __call__(self, events: Sequence[Event], /) -> Result: ...
+
+
+# -- the registry -------------------------------------------------------------------------
+
+#: Every checker by name (filled by :func:`checker` when its module is imported).
+CHECKERS: dict[str, Callable[..., Result]] = {}
+
+_C = TypeVar("_C", bound=Callable[..., Result])
+
+
+def checker(fn: _C) -> _C:
+    """Decorator: register ``fn`` in :data:`CHECKERS` under its function name, which is also
+    the default ``name`` of its result (what a ``CHECK FAILED`` line names)."""
+    name = fn.__name__
+    if CHECKERS.get(name, fn) is not fn:
+        raise ValueError(f"two checkers named {name!r}: {CHECKERS[name].__module__} and "
+                         f"{fn.__module__}")
+    CHECKERS[name] = fn
+    return fn
+
+
+def named_check(name: str, **params: Any) -> Callable[..., Result]:
+    """The checker registered as ``name`` with ``params`` bound: a check named as data
+    (``named_check("downtime", bound=5.0)``; no params: the bare function). An unknown name
+    or parameter raises at once (``KeyError`` naming the known checkers, ``TypeError``)."""
+    try:
+        fn = CHECKERS[name]
+    except KeyError:
+        raise KeyError(f"no checker named {name!r}; known: {', '.join(sorted(CHECKERS))}") \
+            from None
+    if not params:
+        return fn
+    try:
+        inspect.signature(fn).bind_partial(None, **params)
+    except TypeError as e:
+        raise TypeError(f"checker {name!r}: {e}") from None
+    return partial(fn, **params)
 
 
 # -- the prepared history -----------------------------------------------------------------
@@ -211,14 +255,9 @@ def shard_of(v: Any) -> int | str | None:
         return s
 
 
-def node_name(key: str) -> str:
-    """A node's name from a health key: ``"coreapp-1:abc123"`` (the real client's
-    ``<hostname>:<container-id>``) and ``"coreapp-1"`` both give ``"coreapp-1"``."""
-    return str(key).split(":", 1)[0]
-
-
 def health_snapshots(events: Sequence[Event]) -> list[tuple[Event, dict[str, Mapping[str, Any]]]]:
-    """Every ``health`` ok event with its node entries (keys normalised by ``node_name``).
+    """Every ``health`` ok event with its node entries (keyed by node name, see
+    :func:`harness.api.health_nodes`; entries that are not objects are left out).
 
     The time of a snapshot is its completion time (when the harness knew it). Shared through
     the prepared history's memo: do not mutate."""
@@ -231,12 +270,92 @@ def _snapshots(events: list[Event]) -> list[tuple[Event, dict[str, Mapping[str, 
     for e in events:
         if e.type != "ok":
             continue
-        nodes = e.value.get("nodes")
-        if not isinstance(nodes, Mapping):
+        nodes = health_nodes(e.value)
+        if nodes is None:
             continue
-        out.append((e, {(k.split(":", 1)[0] if ":" in k else k): v
-                        for k, v in nodes.items() if isinstance(v, Mapping)}))
+        out.append((e, {k: v for k, v in nodes.items() if isinstance(v, Mapping)}))
     return out
+
+
+# -- fault windows ------------------------------------------------------------------------
+
+class FaultWindow(NamedTuple):
+    """One fault, from its nemesis ``start`` to its ``heal`` (``None``: never healed)."""
+
+    id: str
+    kind: str
+    targets: tuple[str, ...]
+    start: float
+    heal: float | None
+
+    @property
+    def healed(self) -> bool:
+        return self.heal is not None
+
+    def end(self, default: float) -> float:
+        """The heal time, or ``default`` (the history's end) if the fault was never healed."""
+        return self.heal if self.heal is not None else default
+
+    def around(self, before: float = 0.0, after: float = 0.0,
+               default_end: float = float("inf")) -> tuple[float, float]:
+        """``(start - before, heal + after)``: a time window for ``downtime(window=…)``."""
+        return (self.start - before, self.end(default_end) + after)
+
+
+def fault_windows(events: Sequence[Event]) -> list[FaultWindow]:
+    """Every fault as ``(id, kind, targets, start, heal)``, in start order: the one reading
+    of the nemesis's events, for checkers, the timeline and scenarios alike.
+
+    Model. The nemesis (process ``nemesis``; any process so prefixed counts) records ``start``
+    and ``heal`` info events ``{"fault": kind, "id": "f3", "targets": [...], ...}``, taken
+    here in history order ``(time, index)`` whatever order they are given in. A start opens
+    a window under its ``id``. A heal closes the earliest window still open under the same
+    key; a heal with nothing open under its key is ignored, and a start never healed keeps
+    ``heal=None`` (its window runs to the end of the history). The nemesis numbers faults
+    once per history, so real histories pair by id alone. Events without an id (hand-written
+    histories) use ``(kind, targets)`` as the key and the window is named ``#n`` (n: its
+    position): both events of a fault carry its resolved targets, so a heal never closes a
+    fault of other targets, and faults that cannot be told apart are healed first in, first
+    out. ``targets`` may be one string. Returns a new list (the windows are shared through
+    the prepared history's memo)."""
+    prep = prepare(events)
+    return list(prep.memo("fault_windows", lambda: _fault_windows(prep.select("start", "heal"))))
+
+
+def _fault_windows(events: list[Event]) -> list[FaultWindow]:
+    windows: list[FaultWindow] = []
+    open_: dict[Hashable, list[int]] = {}  # key -> indexes into windows, oldest first
+    for e in events:
+        if not e.process.startswith("nemesis"):
+            continue
+        v = e.value
+        kind = str(v.get("fault", "?"))
+        raw = v.get("targets") or ()
+        targets = (str(raw),) if isinstance(raw, str) else tuple(str(x) for x in raw)
+        fid = v.get("id")
+        key: Hashable = ("id", str(fid)) if fid is not None else ("kind", kind, targets)
+        if e.f == "start":
+            open_.setdefault(key, []).append(len(windows))
+            windows.append(FaultWindow(str(fid) if fid is not None else f"#{len(windows)}",
+                                       kind, targets, e.time, None))
+        elif open_.get(key):
+            i = open_[key].pop(0)
+            windows[i] = windows[i]._replace(heal=e.time)
+    return windows
+
+
+def find_fault(events: Sequence[Event], fault: str | None = None) -> FaultWindow | None:
+    """The fault with id ``fault`` (else the first of kind ``fault``); ``None`` → the first."""
+    windows = fault_windows(events)
+    if fault is None:
+        return windows[0] if windows else None
+    for w in windows:
+        if w.id == fault:
+            return w
+    for w in windows:
+        if w.kind == fault:
+            return w
+    return None
 
 
 def has_error_envelope(value: Mapping[str, Any]) -> bool:

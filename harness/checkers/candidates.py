@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.base import Figure, Result, prepare
+from harness.checkers.base import Figure, Result, checker, fault_windows, prepare
 from harness.checkers.db_record import record_settings, shard_change
-from harness.checkers.faults import fault_windows
 from harness.history import Event
 
 #: Fault kinds during which a coreapp cannot answer a heartbeat.
@@ -29,6 +28,7 @@ DOWN = frozenset({"kill", "stop", "pause", "isolate"})
 SLACK = 1.0
 
 
+@checker
 def promoted_live(events: Sequence[Event], *, answer_window: float | None = None,
                   margin: float = SLACK, name: str = "promoted_live") -> Result:
     """Valid iff no recorded promotion named a coreapp down for over ``answer_window`` +

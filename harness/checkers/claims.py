@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.checkers.base import Figure, Result, prepare, t
+from harness.checkers.base import Figure, Result, checker, prepare, t
 from harness.history import Event
 
 
@@ -70,6 +70,7 @@ def claims(events: Sequence[Event]) -> list[Claim]:
     return sorted(out, key=lambda c: (c.start, c.node))
 
 
+@checker
 def exclusive_claims(events: Sequence[Event], *, name: str = "exclusive_claims") -> Result:
     """Valid iff no two nodes' claim windows of one group (the master lease, a shard)
     overlap."""

@@ -39,9 +39,12 @@ from typing import Any
 
 from harness.bounds import FENCE_SLACK
 from harness.checkers.base import (
+    FaultWindow,
     Figure,
     Result,
+    checker,
     dur,
+    fault_windows,
     first_few,
     gateway_key,
     health_snapshots,
@@ -50,7 +53,6 @@ from harness.checkers.base import (
     shard_of,
     t,
 )
-from harness.checkers.faults import FaultWindow, fault_windows
 from harness.history import Event
 
 _INF_KEY = (float("inf"), float("inf"), 1 << 62)
@@ -154,6 +156,7 @@ def count_shards(events: Sequence[Event]) -> int:
     return len(seen)
 
 
+@checker
 def single_connected(events: Sequence[Event], *, shards: int | None = None,
                      name: str = "single_connected") -> Result:
     """Valid iff no ``gw-conflict`` and no two gateway connections of one (phone, shard)
@@ -241,6 +244,7 @@ def single_connected(events: Sequence[Event], *, shards: int | None = None,
     return Result(name, not problems, figures, text)
 
 
+@checker
 def connections_kept(events: Sequence[Event], *, since: float = 0.0,
                      name: str = "connections_kept") -> Result:
     """Valid iff no gateway connection ended or was opened from ``since`` (default: the

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.checkers.base import Figure, Result, prepare
+from harness.checkers.base import Figure, Result, checker, prepare
 from harness.history import Event
 
 #: Database times are microseconds; allow one for the float round trip.
@@ -130,6 +130,7 @@ def _shard_problems(r: dict[str, Any], node: str, fence_extra: float | None,
     return out
 
 
+@checker
 def db_record(events: Sequence[Event], *, lease_ttl: float | None = None,
               lease_safety: float | None = None, fence_extra: float | None = None,
               accounts: dict[str, str] | None = None, masters: Sequence[str] | None = None,

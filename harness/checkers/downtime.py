@@ -29,6 +29,7 @@ from harness.checkers.base import (
     Result,
     bound_text,
     bound_value,
+    checker,
     dur,
     pair_ops,
     prepare,
@@ -96,6 +97,7 @@ def outages(events: Sequence[Event]) -> tuple[dict[Any, list[Op]], list[Outage]]
     return by_shard, found
 
 
+@checker
 def downtime(events: Sequence[Event], *, bound: Any = None,
              window: tuple[float, float] | None = None,
              shards: Iterable[int | str] | None = None, others_bound: Any = None,

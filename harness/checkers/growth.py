@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from statistics import median
 
-from harness.checkers.base import Result, prepare
+from harness.checkers.base import Result, checker, prepare
 from harness.history import Event
 
 
@@ -39,6 +39,7 @@ def steady_rise(points: list[tuple[float, float]], bins: int, minimum: float) ->
     return rise if rise >= minimum else None
 
 
+@checker
 def no_steady_growth(events: Sequence[Event], *, bins: int = 5, min_samples: int = 10,
                      min_span: float = 60.0, min_rss: int = 8 << 20, rss_ratio: float = 0.2,
                      min_fds: int = 10) -> Result:

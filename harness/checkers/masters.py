@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from harness.checkers.base import Figure, Result, health_snapshots, prepare, t
+from harness.checkers.base import Figure, Result, checker, health_snapshots, prepare, t
 from harness.history import Event
 
 PRIMARY = "primary_master"
 
 
+@checker
 def primary_masters(events: Sequence[Event], *, last: int = 3,
                     name: str = "primary_masters") -> Result:
     """Valid iff no snapshot has two primary masters and each of the last ``last`` conclusive

@@ -29,6 +29,8 @@ from harness.checkers.base import (
     Result,
     bound_text,
     bound_value,
+    checker,
+    fault_windows,
     first_few,
     has_error_envelope,
     pair_ops,
@@ -36,7 +38,6 @@ from harness.checkers.base import (
     s,
     t,
 )
-from harness.checkers.faults import fault_windows
 from harness.history import Event
 
 Window = tuple[float, float, str]
@@ -71,6 +72,7 @@ def _op_text(op: Op) -> str:
             + (f" ({', '.join(bits)})" if bits else ""))
 
 
+@checker
 def media(events: Sequence[Event], *, outages: Iterable[Any] = (), fail_fast: Any = None,
           grace: float = 0.0, excuse_faults: bool = True, require_download: bool = True,
           name: str = "media") -> Result:

@@ -33,6 +33,7 @@ from harness.checkers.base import (
     Figure,
     Op,
     Result,
+    checker,
     first_few,
     pair_ops,
     prepare,
@@ -60,6 +61,7 @@ def _acked_ids(prep: Any) -> tuple[dict[str, Op], int]:
     return acked, missing
 
 
+@checker
 def no_lost_acks(events: Sequence[Event], *, name: str = "no_lost_acks") -> Result:
     """Valid iff every id of an ok ``send`` appears in a ``gw-deliver`` event."""
     prep = prepare(events)
@@ -95,6 +97,7 @@ def _retried(op: Op) -> bool:
     return False
 
 
+@checker
 def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indeterminate"] = "none",
                   name: str = "no_duplicates") -> Result:
     """Valid iff no message id was delivered twice (see the module's at-least-once rule)."""
@@ -147,6 +150,7 @@ def no_duplicates(events: Sequence[Event], *, allow: Literal["none", "indetermin
                   f"delivered twice against the rule allow={allow}.{extra}")
 
 
+@checker
 def refused_not_delivered(events: Sequence[Event], *,
                           name: str = "refused_not_delivered") -> Result:
     """Valid iff no send answered 503 ("certainly not sent") was delivered to its recipient."""

@@ -23,21 +23,23 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.api import node_name
 from harness.checkers.base import (
+    FaultWindow,
     Figure,
     Result,
     bound_text,
     bound_value,
+    checker,
     dur,
+    find_fault,
     health_snapshots,
-    node_name,
     prepare,
     s,
     shard_of,
     t,
 )
 from harness.checkers.connections import Connection, connections
-from harness.checkers.faults import FaultWindow, find_fault
 from harness.history import Event
 
 SOURCES = ("gateway", "health")
@@ -121,6 +123,7 @@ def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
+@checker
 def promotion(events: Sequence[Event], *, fault: str | None = None,
               shard: int | str | None = None, bound: Any = None,
               old_primary: str | None = None, sources: Iterable[str] = SOURCES,
@@ -183,6 +186,7 @@ def promotion(events: Sequence[Event], *, fault: str | None = None,
     return Result(name, True, figures, text)
 
 
+@checker
 def no_promotion(events: Sequence[Event], *, fault: str | None = None,
                  shard: int | str | None = None, until: float | None = None,
                  after: float | None = None, old_primary: str | None = None,

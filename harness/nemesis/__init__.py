@@ -23,6 +23,10 @@ Shared state kept by the context so that overlapping faults compose: a link is d
 at least one fault holds it disabled (reference count); toxics are named after their fault's
 id; container and clock faults *claim* their node, and a second fault claiming the same node
 is refused (:class:`FaultConflict`, recorded as ``f: "skip"``) before it acts.
+
+Kinds. Each fault kind is one module of this package that registers its class (its kind, how
+random schedules draw it, how it is rebuilt from data: :mod:`harness.nemesis.registry`);
+importing this package imports them all, and ``harness.nemesis.<Class>`` names each class.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.history import History
+from harness.nemesis.registry import REGISTRY, Draw, discover, fault_from_dict, register
+
+if TYPE_CHECKING:
+    from harness.spec import Topology
 
 PROCESS = "nemesis"
 
@@ -62,31 +70,6 @@ class HealError(RuntimeError):
         self.errors = errors
 
 
-# -- registry --------------------------------------------------------------------------------
-
-REGISTRY: dict[str, type[Fault]] = {}
-
-
-def register(cls: type[Fault]) -> type[Fault]:
-    """Class decorator: make a fault kind constructible by name (schedules, replay)."""
-    REGISTRY[cls.kind] = cls
-    return cls
-
-
-def fault_from_dict(d: dict[str, Any]) -> Fault:
-    """Rebuild a fault from :meth:`Fault.spec` (``{"fault": kind, **fields}``)."""
-    d = dict(d)
-    kind = d.pop("fault")
-    try:
-        cls = REGISTRY[kind]
-    except KeyError:
-        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(sorted(REGISTRY))}") \
-            from None
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
-    return cls(**kw)
-
-
 # -- the fault protocol ------------------------------------------------------------------------
 
 @dataclass
@@ -96,8 +79,28 @@ class Fault:
     attributes set by ``start``."""
 
     kind: ClassVar[str] = "fault"
-    #: drawn by random chaos schedules (``schedule.ALL_KINDS``); scenario-only kinds say no
-    chaos: ClassVar[bool] = True
+    #: rank among the kinds random chaos schedules draw (``schedule.ALL_KINDS`` is in rank
+    #: order, and a seed's schedule depends on it); None: a scenario-only kind
+    chaos: ClassVar[int | None] = None
+
+    @classmethod
+    def draw(cls, d: Draw) -> Fault:
+        """One fault of this kind for a random schedule: every random choice from ``d.rng``,
+        in a fixed order (a seed must always draw the same fault)."""
+        raise NotImplementedError(f"{cls.kind} is not drawn by random schedules")
+
+    @classmethod
+    def usable(cls, topology: Topology) -> bool:
+        """Whether random schedules may draw this kind on ``topology``."""
+        return True
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any]) -> Fault:
+        """Rebuild from :meth:`spec` without its ``"fault"`` key: init fields only (others
+        ignored), lists back to tuples."""
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v
+                      for k, v in fields.items() if k in names})
 
     def start(self, ctx: FaultContext) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -309,10 +312,6 @@ class FaultContext:
             if errors:
                 raise errors[0]
 
-    def disabled_links(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._disabled)
-
     def claim(self, what: str, node: str) -> None:
         """Hold ``(what, node)`` for the current fault; refuse if another fault holds it."""
         with self._lock:
@@ -434,30 +433,20 @@ class Nemesis:
             self.heal(fault)
 
 
-# the kinds register themselves on import
-from harness.nemesis.bandwidth import Bandwidth  # noqa: E402
-from harness.nemesis.blackhole import Blackhole  # noqa: E402
-from harness.nemesis.bridge import Bridge  # noqa: E402
-from harness.nemesis.clock_skew import ClockSkew  # noqa: E402
-from harness.nemesis.cut import Cut  # noqa: E402
-from harness.nemesis.db_outage import DbOutage  # noqa: E402
-from harness.nemesis.engine_freeze import EngineFreeze  # noqa: E402
-from harness.nemesis.isolate import Isolate  # noqa: E402
-from harness.nemesis.kill import Kill  # noqa: E402
-from harness.nemesis.latency import Latency  # noqa: E402
-from harness.nemesis.lost_close import LostClose  # noqa: E402
-from harness.nemesis.nfs_outage import NfsOutage  # noqa: E402
-from harness.nemesis.oneway import Oneway  # noqa: E402
-from harness.nemesis.pause import Pause  # noqa: E402
-from harness.nemesis.reset import Reset  # noqa: E402
-from harness.nemesis.restart import Restart  # noqa: E402
-from harness.nemesis.split import Split  # noqa: E402
-from harness.nemesis.stop import Stop  # noqa: E402
+# every fault module of the package registers its kind on import (harness.nemesis.registry)
+discover()
+
+
+def __getattr__(name: str) -> type[Fault]:
+    """``harness.nemesis.Kill`` and the like: a registered fault class by its class name."""
+    for cls in REGISTRY.values():
+        if cls.__name__ == name:
+            return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
-    "INFRA", "PROCESS", "REGISTRY", "Bandwidth", "Blackhole", "Bridge", "ClockSkew", "Cut",
-    "DbOutage", "EngineFreeze", "Fault", "FaultConflict", "FaultContext", "FaultSkipped",
-    "HealError", "Isolate", "Kill", "Latency", "LostClose", "Nemesis", "NfsOutage", "Oneway",
-    "Pause", "Reset", "ResolveError", "Restart", "Split", "Stop", "as_tuple", "fault_from_dict",
-    "register",
+    "INFRA", "PROCESS", "REGISTRY", "Draw", "Fault", "FaultConflict", "FaultContext",
+    "FaultSkipped", "HealError", "Nemesis", "ResolveError", "as_tuple", "discover",
+    "fault_from_dict", "register",
 ]

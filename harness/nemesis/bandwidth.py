@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
 from harness.nemesis.common import add_toxics, remove_toxics
 
 
@@ -17,6 +17,11 @@ class Bandwidth(Fault):
     stream: str = "both"
 
     kind = "bandwidth"
+    chaos = 100
+
+    @classmethod
+    def draw(cls, d: Draw) -> Bandwidth:
+        return cls(d.rng.choice(d.links), rate=d.rng.choice((1, 8, 64)))
 
     def start(self, ctx: FaultContext) -> None:
         if self.rate <= 0:

@@ -1,16 +1,19 @@
-"""Black hole: connections stay open (and new ones are accepted by the proxy) but no data
-gets through — a ``timeout`` toxic with ``timeout: 0`` on both streams, or one of them. Peers
-see hangs until their own timeouts fire (a DROP firewall rule, a dead switch).
+"""Black hole: no data crosses the links while the fault holds — a toxiproxy ``timeout``
+toxic with ``timeout: 0`` on both streams, or on one (``stream``). Connections stay open and
+new ones are accepted by the proxy, but what is sent is dropped: peers see hangs until their
+own timeouts fire (a DROP firewall rule, a dead switch). A close still passes the toxic, so
+the other end does learn that a connection ended.
 
-Data sent while the toxic is in place is dropped; heal removes the toxic and later data
-flows again on the same connections.
+Heal removes the toxic, and toxiproxy (>= 2.1) then closes every connection that went
+through it, those opened while it held included: data does not flow again on the old
+connections; their peers see them end and connect again (new connections pass).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
 from harness.nemesis.common import add_toxics, remove_toxics
 
 
@@ -21,6 +24,12 @@ class Blackhole(Fault):
     stream: str = "both"
 
     kind = "blackhole"
+    chaos = 80
+
+    @classmethod
+    def draw(cls, d: Draw) -> Blackhole:
+        return cls(d.rng.choice(d.links),
+                   stream=d.rng.choice(("both", "upstream", "downstream")))
 
     def start(self, ctx: FaultContext) -> None:
         links = ctx.resolve_link_specs(as_tuple(self.link))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 from harness.nemesis.split import cut_between, halves
 
 
@@ -23,6 +23,11 @@ class Bridge(Fault):
     seed: int | None = None
 
     kind = "bridge"
+    chaos = 130
+
+    @classmethod
+    def draw(cls, d: Draw) -> Bridge:
+        return cls(bridge=d.rng.choice(("primary-master", "primary-coreapp:0")), seed=d.seed())
 
     def start(self, ctx: FaultContext) -> None:
         mid = ctx.resolve(self.bridge)

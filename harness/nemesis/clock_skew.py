@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 from harness.nemesis.common import container, status
 
 OFFSET_FILE = "/run/faketime/offset"
@@ -64,6 +64,14 @@ class ClockSkew(Fault):
     steps: int = 10
 
     kind = "clock-skew"
+    chaos = 60
+
+    @classmethod
+    def draw(cls, d: Draw) -> ClockSkew:
+        mode = d.rng.choice(MODES)
+        offset = float(d.rng.choice((-300, -120, -30, -5, 5, 30, 120, 300)))
+        return cls(d.rng.choice(d.nodes), offset=offset, mode=mode, over=round(d.duration, 3),
+                   steps=d.rng.randint(3, 10))
 
     def start(self, ctx: FaultContext) -> None:
         if self.mode not in MODES:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
 
 
 @register
@@ -18,6 +18,11 @@ class Cut(Fault):
     link: str | tuple[str, ...]
 
     kind = "cut"
+    chaos = 70
+
+    @classmethod
+    def draw(cls, d: Draw) -> Cut:
+        return cls(d.rng.choice(d.links))
 
     def start(self, ctx: FaultContext) -> None:
         links = ctx.resolve_link_specs(as_tuple(self.link))

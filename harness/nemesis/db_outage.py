@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 from harness.nemesis.common import add_toxics, container, remove_toxics, status
 
 VARIANTS = ("links", "blackhole", "pause", "stop")
@@ -71,6 +71,11 @@ class DbOutage(Fault):
     variant: str = "links"
 
     kind = "db-outage"
+    chaos = 140
+
+    @classmethod
+    def draw(cls, d: Draw) -> DbOutage:
+        return cls(variant=d.rng.choice(("links", "blackhole", "pause")))
 
     def start(self, ctx: FaultContext) -> None:
         outage_start(ctx, self, "db", self.variant, "/var/lib/mysql")

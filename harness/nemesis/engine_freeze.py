@@ -24,7 +24,7 @@ from harness.nemesis import Fault, FaultContext, FaultSkipped, register
 @dataclass
 class EngineFreeze(Fault):
     kind = "engine-freeze"
-    chaos = False  # the nemesis itself needs the engine between faults
+    chaos = None  # the nemesis itself needs the engine between faults
 
     def start(self, ctx: FaultContext) -> None:
         pid = local_dockerd(ctx.cluster.client)

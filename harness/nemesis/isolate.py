@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 
 
 @register
@@ -15,6 +15,11 @@ class Isolate(Fault):
     target: str
 
     kind = "isolate"
+    chaos = 50
+
+    @classmethod
+    def draw(cls, d: Draw) -> Isolate:
+        return cls(d.rng.choice(d.nodes))
 
     def start(self, ctx: FaultContext) -> None:
         name = ctx.resolve(self.target)

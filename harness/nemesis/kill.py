@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, register
+from harness.nemesis import Draw, Fault, FaultContext, register
 from harness.nemesis.common import container, ensure_running, take_node
 
 
@@ -19,6 +19,11 @@ class Kill(Fault):
     signal: str = "SIGKILL"
 
     kind = "kill"
+    chaos = 10
+
+    @classmethod
+    def draw(cls, d: Draw) -> Kill:
+        return cls(d.rng.choice(d.nodes))
 
     def start(self, ctx: FaultContext) -> None:
         name = take_node(ctx, self, self.target)

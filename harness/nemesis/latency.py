@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
 from harness.nemesis.common import add_toxics, remove_toxics
 
 
@@ -19,6 +19,12 @@ class Latency(Fault):
     stream: str = "downstream"
 
     kind = "latency"
+    chaos = 90
+
+    @classmethod
+    def draw(cls, d: Draw) -> Latency:
+        return cls(d.rng.choice(d.links), latency=d.rng.choice((50, 200, 500, 1000, 3000)),
+                   jitter=d.rng.choice((0, 20, 100)), stream=d.rng.choice(("downstream", "both")))
 
     def start(self, ctx: FaultContext) -> None:
         if self.latency < 0 or self.jitter < 0:

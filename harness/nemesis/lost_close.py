@@ -34,7 +34,7 @@ class LostClose(Fault):
     dst: str = "gateway"
 
     kind = "lost-close"
-    chaos = False  # needs the engine's host
+    chaos = None  # needs the engine's host
 
     def _rules(self, ctx: FaultContext) -> list[list[str]]:
         if self.dst not in PORTS or self.dst not in ctx.cluster.nodes:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
 from harness.nemesis.common import add_toxics, remove_toxics
 
 
@@ -31,6 +31,11 @@ class Oneway(Fault):
     drop: str = "downstream"
 
     kind = "oneway"
+    chaos = 110
+
+    @classmethod
+    def draw(cls, d: Draw) -> Oneway:
+        return cls(d.rng.choice(d.links), drop=d.rng.choice(("upstream", "downstream")))
 
     def start(self, ctx: FaultContext) -> None:
         if self.drop not in ("upstream", "downstream"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 from harness.nemesis.common import container, status
 
 
@@ -16,6 +16,11 @@ class Pause(Fault):
     target: str
 
     kind = "pause"
+    chaos = 30
+
+    @classmethod
+    def draw(cls, d: Draw) -> Pause:
+        return cls(d.rng.choice(d.nodes + ["db", "gateway"]))
 
     def start(self, ctx: FaultContext) -> None:
         name = ctx.resolve(self.target)

@@ -22,7 +22,7 @@ class Reset(Fault):
     stream: str = "downstream"
 
     kind = "reset"
-    chaos = False  # not drawn by random schedules (their seeds stay as they were)
+    chaos = None  # not drawn by random schedules (their seeds stay as they were)
 
     def start(self, ctx: FaultContext) -> None:
         if self.after < 0:

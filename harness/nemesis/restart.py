@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, register
+from harness.nemesis import Draw, Fault, FaultContext, register
 from harness.nemesis.common import container, ensure_running, take_node
 
 
@@ -17,6 +17,11 @@ class Restart(Fault):
     grace: int = 10
 
     kind = "restart"
+    chaos = 40
+
+    @classmethod
+    def draw(cls, d: Draw) -> Restart:
+        return cls(d.rng.choice(d.nodes), grace=d.rng.choice((1, 5, 10)))
 
     def start(self, ctx: FaultContext) -> None:
         name = take_node(ctx, self, self.target)

@@ -4,7 +4,8 @@ Model. A schedule is a list of :class:`Step` ``(at, fault, duration)``: start ``
 ``at`` seconds after the schedule begins, heal it ``duration`` seconds later. Steps may
 overlap. :func:`random_schedule` draws kinds, role selectors (never fixed node names: they are
 resolved when the fault starts), parameters, durations and gaps from ``random.Random(seed)``
-alone, so the same seed and arguments give the identical schedule. :func:`run_schedule`
+alone, so the same seed and arguments give the identical schedule; each kind draws its own
+fault (``draw`` in its module, see :mod:`harness.nemesis.registry`). :func:`run_schedule`
 records the schedule (``nemesis`` ``info`` ``f: "schedule"`` with the seed and every step),
 then executes it; a step that cannot start (its selector names nothing now, or its node is
 under another fault) is recorded as ``skip`` and its heal dropped. Everything it started is
@@ -20,29 +21,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.nemesis import (
-    PROCESS,
-    Bandwidth,
-    Blackhole,
-    Bridge,
-    ClockSkew,
-    Cut,
-    DbOutage,
-    Fault,
-    FaultSkipped,
-    Isolate,
-    Kill,
-    Latency,
-    Nemesis,
-    NfsOutage,
-    Oneway,
-    Pause,
-    Restart,
-    Split,
-    Stop,
+from harness.nemesis import PROCESS, Fault, FaultSkipped, Nemesis
+from harness.nemesis.registry import (
+    REGISTRY,
+    Draw,
+    chaos_kinds,
+    fault_class,
     fault_from_dict,
+    link_selectors,
+    node_selectors,
 )
 from harness.spec import Topology
+
+__all__ = ["ALL_KINDS", "Schedule", "Step", "StepOutcome", "link_selectors", "make_fault",
+           "node_selectors", "random_schedule", "run_schedule", "sequence"]
 
 
 @dataclass(frozen=True)
@@ -105,80 +97,16 @@ def sequence(*items: tuple[Fault, float] | Fault, gap: float = 5.0, start: float
 
 # -- random schedules --------------------------------------------------------------------------
 
-NODE_KINDS = ("kill", "stop", "pause", "restart", "isolate", "clock-skew")
-LINK_KINDS = ("cut", "blackhole", "latency", "bandwidth", "oneway")
-ALL_KINDS = NODE_KINDS + LINK_KINDS + ("split", "bridge", "db-outage", "nfs-outage")
-
-
-def node_selectors(t: Topology) -> list[str]:
-    sel = [f"primary-coreapp:{s}" for s in range(t.shards)] + ["primary-master"]
-    if t.coreapps > t.shards:
-        sel.append("secondary-coreapp")
-    if t.masters > 1:
-        sel.append("secondary-master")
-    sel += [f"webapp:{k}" for k in range(1, t.webapps + 1)]
-    return sel
-
-
-def link_selectors(t: Topology) -> list[str]:
-    out = []
-    for s in range(t.shards):
-        pc = f"primary-coreapp:{s}"
-        out += [f"{pc}->db", f"{pc}->gateway", f"primary-master->{pc}"]
-        if t.masters > 1:
-            out.append(f"secondary-master->{pc}")
-        out += [f"webapp:{k}->{pc}" for k in range(1, t.webapps + 1)]
-    out += ["primary-master->db"] + [f"client->webapp:{k}" for k in range(1, t.webapps + 1)]
-    if t.media == "nfs":
-        out += [f"webapp:{k}->nfs" for k in range(1, t.webapps + 1)]
-    return out
-
-
-def _seed(rng: random.Random) -> int:
-    return rng.randrange(2**31)
+#: the kinds random schedules draw from, in rank order (each fault module declares its own)
+ALL_KINDS: tuple[str, ...] = chaos_kinds()
 
 
 def make_fault(kind: str, rng: random.Random, t: Topology, duration: float) -> Fault:
-    """Draw one fault of ``kind`` with targets and parameters from ``rng``."""
-    nodes, links = node_selectors(t), link_selectors(t)
-    if kind == "kill":
-        return Kill(rng.choice(nodes))
-    if kind == "stop":
-        return Stop(rng.choice(nodes), grace=rng.choice((1, 5, 10)))
-    if kind == "pause":
-        return Pause(rng.choice(nodes + ["db", "gateway"]))
-    if kind == "restart":
-        return Restart(rng.choice(nodes), grace=rng.choice((1, 5, 10)))
-    if kind == "isolate":
-        return Isolate(rng.choice(nodes))
-    if kind == "clock-skew":
-        mode = rng.choice(("jump", "drift"))
-        offset = float(rng.choice((-300, -120, -30, -5, 5, 30, 120, 300)))
-        return ClockSkew(rng.choice(nodes), offset=offset, mode=mode,
-                         over=round(duration, 3), steps=rng.randint(3, 10))
-    if kind == "cut":
-        return Cut(rng.choice(links))
-    if kind == "blackhole":
-        return Blackhole(rng.choice(links), stream=rng.choice(("both", "upstream",
-                                                                "downstream")))
-    if kind == "latency":
-        return Latency(rng.choice(links), latency=rng.choice((50, 200, 500, 1000, 3000)),
-                       jitter=rng.choice((0, 20, 100)),
-                       stream=rng.choice(("downstream", "both")))
-    if kind == "bandwidth":
-        return Bandwidth(rng.choice(links), rate=rng.choice((1, 8, 64)))
-    if kind == "oneway":
-        return Oneway(rng.choice(links), drop=rng.choice(("upstream", "downstream")))
-    if kind == "split":
-        return Split(seed=_seed(rng))
-    if kind == "bridge":
-        return Bridge(bridge=rng.choice(("primary-master", "primary-coreapp:0")),
-                      seed=_seed(rng))
-    if kind == "db-outage":
-        return DbOutage(variant=rng.choice(("links", "blackhole", "pause")))
-    if kind == "nfs-outage":
-        return NfsOutage(variant=rng.choice(("links", "blackhole", "pause")))
-    raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(ALL_KINDS)}")
+    """Draw one fault of ``kind`` with targets and parameters from ``rng`` (the kind's own
+    ``draw``)."""
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(ALL_KINDS)}")
+    return fault_class(kind).draw(Draw(rng, t, duration))
 
 
 def random_schedule(seed: int, duration: float, kinds: Sequence[str] = ALL_KINDS,
@@ -190,12 +118,13 @@ def random_schedule(seed: int, duration: float, kinds: Sequence[str] = ALL_KINDS
     Repeatedly: wait a gap drawn from ``[0, max_gap]`` (short gaps overlap the previous
     fault), draw a kind, a fault and a duration in ``[min_fault, max_fault]`` clipped to what
     is left; never more than ``max_overlap`` faults at once (a start is pushed to the next
-    heal). ``nfs-outage`` is dropped for topologies without NFS.
+    heal). A kind that is not ``usable`` on the topology (``nfs-outage`` without NFS) is
+    dropped from ``kinds``.
     """
     t = topology or Topology()
     if duration <= 0 or min_fault <= 0 or max_fault < min_fault or max_overlap < 1:
         raise ValueError("need duration > 0, 0 < min_fault <= max_fault, max_overlap >= 1")
-    pool = [k for k in kinds if not (k == "nfs-outage" and t.media != "nfs")]
+    pool = [k for k in kinds if not (k in REGISTRY and not REGISTRY[k].usable(t))]
     unknown = [k for k in pool if k not in ALL_KINDS]
     if unknown or not pool:
         raise ValueError(f"kinds {unknown or list(kinds)} not usable; known: "

@@ -13,7 +13,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
 
 
 def halves(nodes: Sequence[str], seed: int | None) -> tuple[list[str], list[str]]:
@@ -45,6 +45,11 @@ class Split(Fault):
     seed: int | None = None
 
     kind = "split"
+    chaos = 120
+
+    @classmethod
+    def draw(cls, d: Draw) -> Split:
+        return cls(seed=d.seed())
 
     def start(self, ctx: FaultContext) -> None:
         nodes = ctx.node_names()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, register
+from harness.nemesis import Draw, Fault, FaultContext, register
 from harness.nemesis.common import container, ensure_running, take_node
 
 
@@ -16,6 +16,11 @@ class Stop(Fault):
     grace: int = 10
 
     kind = "stop"
+    chaos = 20
+
+    @classmethod
+    def draw(cls, d: Draw) -> Stop:
+        return cls(d.rng.choice(d.nodes), grace=d.rng.choice((1, 5, 10)))
 
     def start(self, ctx: FaultContext) -> None:
         name = take_node(ctx, self, self.target)

@@ -9,6 +9,77 @@ passing test's if its topology matches and it passes the reuse gate, see
 (start several / custom ones), ``history`` (JSON lines under the test's artifact directory),
 ``nemesis`` and ``workload`` (healed / stopped in teardown whatever happens),
 ``record_figures`` (figures for the terminal summary and the report).
+
+Options
+-------
+Every option is a command-line flag and an ini key (``[tool.pytest.ini_options]`` in
+pyproject.toml, or ``[pytest]`` in pytest.ini); every ini key starts with ``mc_``. A value
+comes from the command line, else the ini key, else the default. After ``pytest_configure``
+``config.getoption(dest)`` returns that value (dest: the flag without ``--``, ``-`` as ``_``,
+e.g. ``chaos_runs``). ``pytest --help`` lists them (group "multiconnect chaos cluster").
+
+=====================  ======================  =================  ============================
+command line           ini key                 default            meaning
+=====================  ======================  =================  ============================
+--mc-masters           mc_masters              2                  masters
+--mc-coreapps          mc_coreapps             2                  coreapps
+--mc-webapps           mc_webapps              1                  webapps
+--mc-shards            mc_shards               1                  shards (counts: see --help)
+--mc-timing            mc_timing               ci                 timing preset: ci, documented
+--mc-db-engine         mc_db_engine            mariadb            database engine
+--mc-media             mc_media                nfs                media store
+--mc-db-image          mc_db_image             (none)             db image instead of building it
+--mc-node-image        mc_node_image           (none)             node image instead of building it
+--mc-test-break        mc_test_break           (none)             broken build (mutation)
+--mc-artifacts         mc_artifacts            reports/artifacts  histories and logs
+--mc-fresh-cluster     mc_fresh_cluster        false              a new cluster per test
+--mc-keep-failed       mc_keep_failed          false              keep a failed test's cluster
+--chaos-seed           mc_chaos_seed           (random)           first run's seed
+--chaos-duration       mc_chaos_duration       120                seconds of faults per run
+--chaos-faults         mc_chaos_faults         (all kinds)        fault kinds, comma-separated
+--chaos-runs           mc_chaos_runs           1                  independent chaos runs
+--chaos-steps          mc_chaos_steps          (every step)       replay only these steps
+--chaos-shrink         mc_chaos_shrink         600                seconds of shrinking (0 off)
+--chaos-soak           mc_chaos_soak           false              soak mode (memory, fds)
+--chaos-soak-interval  mc_chaos_soak_interval  10                 seconds between soak samples
+=====================  ======================  =================  ============================
+
+Flags (``--mc-fresh-cluster``, ``--mc-keep-failed``, ``--chaos-soak``) only switch on from the
+command line; their ini keys take ``true``/``false``. The topology options are checked by
+:class:`harness.spec.Topology` and the chaos options by :mod:`harness.chaos` in
+``pytest_configure``: a bad value is a usage error before any cluster starts.
+
+Markers
+-------
+The plugin registers its own markers (``pytest --markers``): ``failover``, ``chaos``,
+``nightly`` and ``topology(**fields)``, so they work under ``--strict-markers`` in any project
+that installs the plugin. A project registers its other markers itself (this repository:
+``integration``, ``procedures``, ``setup`` in pyproject.toml).
+
+Test order
+----------
+The plugin reorders nothing at random and does not use pytest-randomly. With cluster reuse on
+(the default) it groups tests by topology so that one cluster serves a whole group: a stable
+sort puts the tests without a ``topology`` marker first, then the tests of each marker
+together; the order is otherwise kept. The switch: ``--mc-fresh-cluster`` (ini
+``mc_fresh_cluster = true``) turns reuse and this grouping off. The grouping runs after other
+plugins' reordering (``trylast``): pytest-randomly is not a dependency, but where it is
+installed it shuffles first and each group keeps its order (``-p no:randomly`` turns it off,
+``--randomly-seed=N`` repeats an order). pytest's ``--lf``/``--ff``/``--nf`` still reorder last
+(hook wrappers).
+
+Per-test timeout
+----------------
+A hung test fails with every thread's stack instead of holding the run: with pytest-timeout
+(a dependency of this project) its ``timeout`` ini key is the per-test bound (this
+repository: 1200 s in pyproject.toml, ``timeout_method = signal``: the test fails, the run
+goes on), ``--timeout=N`` or ``PYTEST_TIMEOUT`` set it for one run, ``--timeout=0`` or
+``-p no:timeout`` turn it off, ``@pytest.mark.timeout(N)`` sets one test's. Tests marked
+``chaos`` get the per-test bound plus what their own settings need (:func:`chaos_allowance`:
+the schedule's ``--chaos-duration``, the settle waits of the topology's timing, and with
+shrinking on the ``--chaos-shrink`` budget plus one more execution), computed from the run's
+settings, never from a measured speed; a chaos test with its own ``timeout`` marker keeps it.
+Without a per-test bound (pytest-timeout absent, or none configured) nothing is added.
 """
 
 from __future__ import annotations
@@ -17,74 +88,185 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from multiconnect.config import TEST_BREAKS
+from multiconnect.sharding import ALLOWED_SHARD_COUNTS
+from multiconnect.timing import Timing
+
+from . import bounds
 from .engine import EngineNotAnswering
 from .fixtures import nemesis, workload  # noqa: F401 - fixtures offered by the plugin
 from .spec import DB_ENGINES, MEDIA_BACKENDS, TIMINGS, SpecError, Topology
 
+#: The plugin's own markers, registered in :func:`pytest_configure` (a project that installs
+#: the plugin registers its other markers itself).
 MARKERS = {
     "failover": "failover scenario on a real cluster (CI: pytest -m failover)",
-    "chaos": "randomized, seeded fault schedules (nightly)",
-    "nightly": "runs with the documented (slow) timings; nightly only",
-    "procedures": "documented operator procedures (compose, upgrade, volumes)",
-    "integration": "needs Docker or real servers",
+    "chaos": "randomized, seeded fault schedules (nightly); a per-test timeout is extended "
+             "by the chaos settings",
+    "nightly": "long; nightly only (tox -e nightly; make test deselects it)",
     "topology(**fields)": "topology for this test, e.g. topology(coreapps=5, shards=4)",
 }
 
-OPTIONS: list[tuple[str, str, Any, str]] = [
-    # (name, type, default, help)
-    ("masters", "int", 2, "number of masters"),
-    ("coreapps", "int", 2, "number of coreapps"),
-    ("webapps", "int", 1, "number of webapps"),
-    ("shards", "int", 1, "shards (1, 2, 4, 8, 16, 32)"),
-    ("timing", "str", "ci", f"timing preset: {', '.join(TIMINGS)}"),
-    ("db_engine", "str", "mariadb", f"database engine: {', '.join(DB_ENGINES)}"),
-    ("media", "str", "nfs", f"media store: {', '.join(MEDIA_BACKENDS)}"),
-    ("db_image", "str", "", "use this db image instead of building MariaDB"),
-    ("node_image", "str", "", "use this node image instead of building it"),
-    ("test_break", "str", "", "a deliberately broken build of the roles, for mutation "
-     "checks only: never-self-fence, promote-on-primary-miss"),
-    ("artifacts", "str", "reports/artifacts", "where histories and logs are written"),
+
+@dataclass(frozen=True)
+class Option:
+    """One option of the plugin: a command-line flag and an ``mc_`` ini key.
+
+    ``kind``: ``str`` (kept as text; the topology options are checked by
+    :class:`harness.spec.Topology`), ``int``, ``float`` or ``flag`` (``store_true`` on the
+    command line, ``true``/``false`` in the ini file). ``shown``: the default as the help
+    and the module docstring's table show it.
+    """
+
+    flag: str
+    kind: str
+    default: Any
+    help: str
+    shown: str = ""
+
+    @property
+    def dest(self) -> str:
+        """The ``config.getoption`` name: ``--chaos-runs`` -> ``chaos_runs``."""
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    @property
+    def ini(self) -> str:
+        """The ini key: the dest with the one prefix ``mc_``."""
+        return self.dest if self.dest.startswith("mc_") else f"mc_{self.dest}"
+
+    @property
+    def default_text(self) -> str:
+        """The default as the docstring's table shows it."""
+        if self.shown:
+            return self.shown
+        if self.kind == "flag":
+            return "false"
+        return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
+
+    @property
+    def ini_default(self) -> Any:
+        """What ``config.getini`` returns when the ini file does not set the key."""
+        if self.kind == "flag":
+            return False
+        return "" if self.default is None else str(self.default)
+
+
+def _topology_option(name: str, default: Any, help_: str, shown: str = "") -> Option:
+    return Option("--mc-" + name.replace("_", "-"), "str", default, help_, shown)
+
+
+#: Every option of the plugin (the module docstring's table lists them).
+OPTIONS: list[Option] = [
+    _topology_option("masters", 2, "number of masters"),
+    _topology_option("coreapps", 2, "number of coreapps"),
+    _topology_option("webapps", 1, "number of webapps"),
+    _topology_option("shards", 1, f"shards ({', '.join(map(str, ALLOWED_SHARD_COUNTS))})"),
+    _topology_option("timing", "ci", f"timing preset: {', '.join(TIMINGS)}"),
+    _topology_option("db_engine", "mariadb", f"database engine: {', '.join(DB_ENGINES)}"),
+    _topology_option("media", "nfs", f"media store: {', '.join(MEDIA_BACKENDS)}"),
+    _topology_option("db_image", "", "use this db image instead of building MariaDB",
+                     "(none)"),
+    _topology_option("node_image", "", "use this node image instead of building it",
+                     "(none)"),
+    _topology_option("test_break", "", "a deliberately broken build of the roles, for "
+                     f"mutation checks only: {', '.join(TEST_BREAKS)}", "(none)"),
+    _topology_option("artifacts", "reports/artifacts", "where histories and logs are written"),
+    Option("--mc-fresh-cluster", "flag", False,
+           "a new cluster for every test, tests not grouped by topology (else a passing "
+           "test's cluster serves the next test of the same topology after a reuse gate)"),
+    Option("--mc-keep-failed", "flag", False,
+           "keep a failed test's cluster running for inspection (remove it with: python -m "
+           "harness down --run-id ID)"),
+    Option("--chaos-seed", "int", None, "seed of the random fault schedule", "(random)"),
+    Option("--chaos-duration", "float", 120.0, "seconds of random faults per chaos run"),
+    Option("--chaos-faults", "str", "", "comma-separated fault kinds for chaos runs",
+           "(all kinds)"),
+    Option("--chaos-runs", "int", 1, "independent chaos runs, seeds seed, seed+1, … (with -n N, "
+           "N clusters run at once)"),
+    Option("--chaos-steps", "str", "", "replay only these steps of the seed's schedule "
+           "(printed by shrinking), e.g. 0,3,7", "(every step)"),
+    Option("--chaos-shrink", "float", 600.0,
+           "seconds to spend shrinking a failing schedule (0: off)"),
+    Option("--chaos-soak", "flag", False,
+           "soak mode: sample every node's memory and open fds, fail on steady growth"),
+    Option("--chaos-soak-interval", "float", 10.0, "seconds between soak samples"),
 ]
+
+_BY_DEST = {o.dest: o for o in OPTIONS}
+
+SUMMARY = pytest.StashKey[list]()
+ENVIRONMENT = pytest.StashKey[dict]()
+SECRETS = pytest.StashKey[list]()
+#: Where each option's value came from: ``command line``, ``ini`` or ``default`` (by dest).
+OPTION_SOURCES = pytest.StashKey[dict[str, str]]()
+#: A test's reports by phase (``setup``, ``call``, ``teardown``), in ``item.stash``.
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("multiconnect", "multiconnect chaos cluster")
-    for name, _typ, default, help_ in OPTIONS:
-        flag = "--mc-" + name.replace("_", "-")
-        group.addoption(flag, dest=f"mc_{name}", default=None,
-                        help=f"{help_} (ini: mc_{name}; default {default})")
-        parser.addini(f"mc_{name}", help_, default=str(default))
-    group.addoption("--chaos-seed", type=int, default=None, dest="chaos_seed",
-                    help="seed of the random fault schedule (default: random, printed)")
-    group.addoption("--chaos-duration", type=float, default=120.0, dest="chaos_duration",
-                    help="seconds of random faults per chaos run (default 120)")
-    group.addoption("--chaos-faults", default="", dest="chaos_faults",
-                    help="comma-separated fault kinds for chaos runs (default: all)")
-    group.addoption("--chaos-runs", type=int, default=1, dest="chaos_runs",
-                    help="independent chaos runs, seeds seed, seed+1, … (with -n N, N "
-                         "clusters run at once)")
-    group.addoption("--chaos-steps", default="", dest="chaos_steps",
-                    help="replay only these steps of the seed's schedule (printed by "
-                         "shrinking), e.g. 0,3,7")
-    group.addoption("--chaos-shrink", type=float, default=600.0, dest="chaos_shrink",
-                    help="seconds to spend shrinking a failing schedule (0: off; default 600)")
-    group.addoption("--chaos-soak", action="store_true", dest="chaos_soak",
-                    help="soak mode: sample every node's memory and open fds, fail on "
-                         "steady growth")
-    group.addoption("--chaos-soak-interval", type=float, default=10.0,
-                    dest="chaos_soak_interval", help="seconds between soak samples (10)")
-    group.addoption("--mc-fresh-cluster", action="store_true", dest="mc_fresh_cluster",
-                    help="a new cluster for every test (default: a passing test's cluster "
-                         "serves the next test of the same topology after a reuse gate)")
-    group.addoption("--mc-keep-failed", action="store_true", dest="mc_keep_failed",
-                    help="keep a failed test's cluster running for inspection "
-                         "(remove it with: python -m harness down --run-id ID)")
+    for o in OPTIONS:
+        default = o.default_text.strip("()")
+        # default=None on the command line: "not given", so the ini key can fill it in
+        if o.kind == "flag":
+            group.addoption(o.flag, action="store_true", dest=o.dest, default=None,
+                            help=f"{o.help} (ini: {o.ini} = true/false; default {default})")
+            parser.addini(o.ini, f"{o.help} ({o.flag}; default {default})", type="bool",
+                          default=o.ini_default)
+            continue
+        kwargs: dict[str, Any] = {"type": int} if o.kind == "int" else (
+            {"type": float} if o.kind == "float" else {})
+        group.addoption(o.flag, dest=o.dest, default=None,
+                        help=f"{o.help} (ini: {o.ini}; default {default})", **kwargs)
+        parser.addini(o.ini, f"{o.help} ({o.flag}; default {default})",
+                      default=o.ini_default)
+
+
+def _from_ini(o: Option, raw: Any) -> Any:
+    if o.kind == "flag":
+        return bool(raw)
+    if o.kind == "str":
+        return str(raw)
+    text = str(raw).strip()
+    if not text:
+        return o.default
+    try:
+        return int(text) if o.kind == "int" else float(text)
+    except ValueError:
+        what = "an integer" if o.kind == "int" else "a number"
+        raise pytest.UsageError(f"ini key {o.ini} = {raw!r} is invalid: {what} "
+                                f"(command line: {o.flag})") from None
+
+
+def _resolve_options(config: pytest.Config) -> None:
+    """Command line > ini key > default, written back to ``config.option`` so that
+    ``config.getoption(dest)`` is the value wherever it is read."""
+    sources: dict[str, str] = {}
+    for o in OPTIONS:
+        value = config.getoption(o.dest)
+        if value is not None:
+            sources[o.dest] = "command line"
+            continue
+        try:
+            raw = config.getini(o.ini)
+            value = _from_ini(o, raw)
+        except (ValueError, pytest.UsageError):
+            if not config.option.help:
+                if o.kind == "flag":  # getini's ValueError: not a truth value
+                    raise pytest.UsageError(f"ini key {o.ini} is invalid: true or false "
+                                            f"(command line: {o.flag})") from None
+                raise
+            raw, value = o.ini_default, o.default  # pytest --help still shows the help
+        sources[o.dest] = "default" if raw == o.ini_default else "ini"
+        setattr(config.option, o.dest, value)
+    config.stash[OPTION_SOURCES] = sources
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,36 +275,40 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SUMMARY] = []
     config.stash[ENVIRONMENT] = {}
     config.stash[SECRETS] = []
+    _resolve_options(config)
     # validate the session-wide topology before any test starts anything
     if not config.option.help and not getattr(config.option, "collectonly", False):
         try:
             base_topology(config)
         except SpecError as e:
             raise pytest.UsageError(str(e)) from None
-        from .chaos import ChaosOptionError
-        try:
-            _validate_chaos_options(config)
-        except ChaosOptionError as e:
-            raise pytest.UsageError(str(e)) from None
+        _validate_chaos_options(config)
 
 
 def _validate_chaos_options(config: pytest.Config) -> None:
-    """Refuse bad chaos options before any cluster starts."""
+    """Refuse bad chaos options before any cluster starts (a usage error naming the flag, and
+    the ini key if the value came from there)."""
     from .chaos import ChaosOptionError, parse_kinds, parse_steps
 
-    parse_kinds(config.getoption("chaos_faults"))
-    parse_steps(config.getoption("chaos_steps"))
-    for name, low in (("chaos_runs", 1), ("chaos_duration", 1e-9), ("chaos_shrink", 0),
-                      ("chaos_soak_interval", 1e-9)):
-        value = config.getoption(name)
-        if value < low:
-            raise ChaosOptionError(name.replace("_", "-"), value,
-                                   f"a number >= {low:g}" if low else "a number >= 0")
+    def at_least(dest: str, low: float) -> Callable[[Any], None]:
+        def check(value: Any) -> None:
+            if value < low:
+                raise ChaosOptionError(dest.replace("_", "-"), value,
+                                       f"a number >= {low:g}" if low else "a number >= 0")
+        return check
 
-
-SUMMARY = pytest.StashKey[list]()
-ENVIRONMENT = pytest.StashKey[dict]()
-SECRETS = pytest.StashKey[list]()
+    checks: list[tuple[str, Callable[[Any], Any]]] = [
+        ("chaos_faults", parse_kinds), ("chaos_steps", parse_steps)]
+    checks += [(dest, at_least(dest, low)) for dest, low in (
+        ("chaos_runs", 1), ("chaos_duration", 1e-9), ("chaos_shrink", 0),
+        ("chaos_soak_interval", 1e-9))]
+    sources = config.stash.get(OPTION_SOURCES, {})
+    for dest, check in checks:
+        try:
+            check(config.getoption(dest))
+        except ChaosOptionError as e:
+            where = f" (from ini key {_BY_DEST[dest].ini})" if sources.get(dest) == "ini" else ""
+            raise pytest.UsageError(f"{e}{where}") from None
 
 
 def _setting(config: pytest.Config, name: str) -> str:
@@ -171,16 +357,19 @@ def mc_artifacts(request: pytest.FixtureRequest) -> Path:
     return path
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    outcome = yield
-    rep = outcome.get_result()
-    setattr(item, f"mc_rep_{rep.when}", rep)
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep the test's report of each phase in ``item.stash`` (read by its fixtures'
+    teardown: did the test fail?)."""
+    rep = yield
+    item.stash.setdefault(REPORTS, {})[rep.when] = rep
+    return rep
 
 
 def _failed(request: pytest.FixtureRequest) -> bool:
-    return any(getattr(getattr(request.node, f"mc_rep_{w}", None), "failed", False)
-               for w in ("setup", "call"))
+    reports = request.node.stash.get(REPORTS, {})
+    return any(reports[w].failed for w in ("setup", "call") if w in reports)
 
 
 @pytest.fixture(scope="session")
@@ -202,10 +391,14 @@ def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
         pool.close()
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
-    """With reuse on, tests of the same topology run together: a stable sort puts the tests
-    with a ``topology`` marker after the others, grouped by marker (order otherwise kept)."""
+    """Chaos tests get their longer per-test timeout; with reuse on, tests of the same
+    topology run together: a stable sort puts the tests with a ``topology`` marker after the
+    others, grouped by marker (order otherwise kept). ``trylast``: after any plugin that
+    shuffles (pytest-randomly's hook is ``tryfirst``)."""
+    _extend_chaos_timeouts(config, items)
     if config.getoption("mc_fresh_cluster"):
         return
 
@@ -214,6 +407,68 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return (0, "") if marker is None else (1, repr(sorted(marker.kwargs.items())))
 
     items.sort(key=key)
+
+
+#: Seconds a chaos execution takes besides its schedule and its two settle waits:
+#: run_schedule's slack (30 s), the health snapshots after the recovery (20 s), starting and
+#: stopping the workload.
+CHAOS_EXECUTION_SLACK = 60.0
+
+
+def chaos_allowance(duration: float, shrink: float, timing: Timing) -> float:
+    """Seconds a chaos test may need on top of the per-test timeout, from its settings.
+
+    One execution: ``duration`` of faults, then up to ``settle`` for the recovery, with
+    ``settle`` the bound :class:`harness.chaos.ChaosRunner` waits (partition failover bound of
+    the timing + lease TTL + 10 s), another ``settle`` for a trial's ready wait, and
+    :data:`CHAOS_EXECUTION_SLACK`. With shrinking on (``shrink`` > 0) the budget plus one more
+    execution, since the last trial may start just inside the budget.
+    """
+    settle = float(bounds.partition_failover(
+        timing.heartbeat_interval, timing.unhealthy_interval, timing.gateway_ping_timeout)) \
+        + timing.lease_ttl + 10
+    execution = max(0.0, duration) + 2 * settle + CHAOS_EXECUTION_SLACK
+    return execution + (shrink + execution if shrink > 0 else 0.0)
+
+
+def per_test_timeout(config: pytest.Config) -> float | None:
+    """pytest-timeout's per-test bound for this run (``--timeout``, ``PYTEST_TIMEOUT``, ini
+    ``timeout``), or None: pytest-timeout absent or blocked, or no positive bound set."""
+    if not config.pluginmanager.hasplugin("timeout"):
+        return None
+    try:
+        from pytest_timeout import get_env_settings
+    except ImportError:
+        return None
+    timeout = get_env_settings(config).timeout
+    return float(timeout) if timeout and timeout > 0 else None
+
+
+def _item_timing(config: pytest.Config, item: pytest.Item) -> Timing | None:
+    try:
+        spec = base_topology(config)
+        marker = item.get_closest_marker("topology")
+        return (spec.with_(**marker.kwargs) if marker is not None else spec).timing
+    except (SpecError, TypeError, ValueError):
+        return None  # reported by the test itself (or by pytest_configure)
+
+
+def _extend_chaos_timeouts(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A ``timeout`` marker on every ``chaos`` test without one: the per-test bound plus
+    :func:`chaos_allowance` of the run's chaos options and the test's timing."""
+    base = per_test_timeout(config)
+    if base is None:
+        return
+    duration = float(config.getoption("chaos_duration"))
+    shrink = float(config.getoption("chaos_shrink"))
+    for item in items:
+        if item.get_closest_marker("chaos") is None \
+                or item.get_closest_marker("timeout") is not None:
+            continue
+        timing = _item_timing(config, item)
+        timings = [timing] if timing is not None else list(TIMINGS.values())
+        extra = max(chaos_allowance(duration, shrink, t) for t in timings)
+        item.add_marker(pytest.mark.timeout(round(base + extra)))
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """A small client for one toxiproxy server's HTTP API.
 
 toxiproxy-python keeps the API host on a class (one server per process), which does not fit
-several clusters per process (factory fixture, xdist), so the harness speaks the documented
-HTTP API directly (``/proxies``, ``/proxies/{name}``, ``/proxies/{name}/toxics``).
+several clusters per process (the ``cluster_factory`` fixture), so the harness speaks the
+documented HTTP API directly (``/proxies``, ``/proxies/{name}``, ``/proxies/{name}/toxics``)
+and does not ship that package (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -17,12 +17,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from multiconnect.core.ownership import FENCE_MARGIN
+from multiconnect.core.lease import LeaseCore
+from multiconnect.core.ownership import FENCE_MARGIN, OwnershipCore
+from multiconnect.timing import BOUND_MARGIN
 
-#: Seconds added to every protocol worst case. The only tuning knob of this module. It
-#: covers request latency: the harness's 1 s client timeout (a request answered later counts
-#: as an outage of that length) plus one scheduling tick of the sender.
-MARGIN: float = 1.5
+#: Seconds added to every protocol worst case (``multiconnect.timing.BOUND_MARGIN``, shared
+#: with the simulator). The only tuning knob of this module; rebinding it here changes the
+#: harness's bounds only.
+MARGIN: float = BOUND_MARGIN
 
 #: How far ``/v1/health`` may lag the gateway's own log: one poll interval of the harness's
 #: health poller (0.3 s) plus one status round of the webapp (its per-node timeout, 0.5 s),
@@ -36,11 +38,11 @@ FENCE_SLACK: float = FENCE_MARGIN
 #: The fraction of the lease TTL a primary master trusts its lease for, counted from when it
 #: sent the renewal (``LeaseCore.safety``; contracts.md): the database's expiry must not end
 #: before it.
-LEASE_SAFETY: float = 0.9
+LEASE_SAFETY: float = LeaseCore.safety
 
 #: A coreapp's clock-rate allowance (fencing.md A1): its waits on its own clock are divided by
 #: this (``OwnershipCore.rate_safety``).
-RATE_SAFETY: float = 0.9
+RATE_SAFETY: float = OwnershipCore.rate_safety
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ by its short name. Every link between components goes through the toxiproxy cont
 :mod:`harness.links`); the harness reaches containers by IP (the host routes to internal
 networks) and the webapps through ``client->webapp-k`` proxies.
 
+Which containers, with which images, environment and labels, is the pure plan of
+:mod:`harness.plan`; this module executes it (bring-up), gates reuse and answers queries.
+
 Ready means: /v1/health shows one primary master and one connected coreapp per shard, and a
 message to a recipient of every shard is acknowledged and delivered at the gateway.
 """
@@ -31,20 +34,19 @@ from multiconnect.core.monitor import answer_window
 from multiconnect.sharding import recipients_for_shard
 
 from . import bounds, cleanup, db_record
+from . import plan as container_plan
 from .addresses import AddressPlan, create_network
 from .api import ApiClient, ApiError, roles_from_health
 from .engine import ensure_engine, print_to_stderr
 from .images import ensure_images
 from .links import PORTS, LinkTable, build_links
+from .plan import DB_NAME, DB_USER, MEDIA_TIMEOUT, ContainerPlan  # noqa: F401 - re-exported
 from .reuse import gateway_cursor
 from .spec import Topology, validate
 from .toxiproxy import Toxiproxy
 from .wait import WaitTimeout, wait_for
 
 Progress = Callable[[str], None]
-DB_NAME, DB_USER = "waent", "waent"
-#: Seconds a webapp's media call may take (``WA_MEDIA_TIMEOUT``).
-MEDIA_TIMEOUT = 1.5
 
 
 class ClusterStartError(RuntimeError):
@@ -107,20 +109,24 @@ class Cluster:
         if self.client is None:
             self.client = ensure_engine(self.progress)
         cleanup.sweep(self.client, self.progress)
-        wanted = ("db", "nfs", "toxiproxy", "node") if self.spec.media == "nfs" else (
-            "db", "toxiproxy", "node")
-        self.images = ensure_images(self.client, names=("base",) + wanted,
+        containers = self.plan()
+        self.images = ensure_images(self.client, names=container_plan.image_names(containers),
                                     overrides=self.spec.image_overrides(),
                                     progress=self.progress)
-        names = [n for n in ("db", "nfs", "toxiproxy", "gateway")
-                 if n != "nfs" or self.spec.media == "nfs"] + self.spec.all_nodes
+        names = [c.name for c in containers]
         self.network, self.addresses = create_network(
             self.client, self.run_id, self._labels("network"), names, progress=self.progress)
         self.progress(f"[cluster] {self.run_id}: network created; starting infrastructure")
-        self._run_infra()
+        self._run_all([c for c in containers if c.stage == "infra"])
         self._wait_infra(timeout)
-        self._run_nodes()
+        self._run_nodes([c for c in containers if c.stage == "nodes"])
         self._wait_ready(timeout)
+
+    def plan(self) -> list[ContainerPlan]:
+        """This cluster's containers (:func:`harness.plan.plan`)."""
+        return container_plan.plan(self.spec, self.run_id, db_password=self.db_password,
+                                   db_root_password=self.db_root_password, keep=self.keep,
+                                   links=self.links)
 
     def stop(self) -> None:
         if self.client is None:
@@ -139,23 +145,22 @@ class Cluster:
 
     # ------------------------------------------------------------------ containers
     def _labels(self, component: str) -> dict[str, str]:
-        return {cleanup.LABEL_RUN: self.run_id, cleanup.LABEL_OWNER: cleanup.owner_label(self.keep),
-                cleanup.LABEL_COMPONENT: component}
+        return container_plan.labels(self.run_id, component, self.keep)
 
-    def _create(self, name: str, role: str, image: str, **kw: Any) -> Node:
+    def _create(self, c: ContainerPlan) -> Node:
         assert self.client is not None and self.network is not None
         assert self.addresses is not None
         # a fixed address, and every name in /etc/hosts: no lookup asks the engine's DNS
         # (harness.addresses); the short name stays an alias for anything else on the network
-        ip = self.addresses.addresses[name]
-        endpoint = self.client.api.create_endpoint_config(aliases=[name], ipv4_address=ip)
+        ip = self.addresses.addresses[c.name]
+        endpoint = self.client.api.create_endpoint_config(aliases=[c.name], ipv4_address=ip)
         container = self.client.containers.create(
-            image, name=f"{self.run_id}-{name}", hostname=name, detach=True,
-            labels=self._labels(name), network=self.network.name,
+            self.images[c.image], name=c.container_name, hostname=c.name, detach=True,
+            labels=c.labels, network=self.network.name,
             networking_config={self.network.name: endpoint},
-            extra_hosts=self.addresses.hosts(), **kw)
+            extra_hosts=self.addresses.hosts(), **c.options)
         container.start()
-        return Node(name, role, container, ip)
+        return Node(c.name, c.role, container, ip)
 
     def start_bystander(self, name: str) -> Any:
         """Create and start a container that is not part of the cluster on the run's network
@@ -169,13 +174,12 @@ class Cluster:
         container.start()
         return container
 
-    def _run_all(self, specs: list[tuple[str, str, str, dict[str, Any]]]) -> None:
+    def _run_all(self, containers: list[ContainerPlan]) -> None:
         """Create and start containers concurrently (each create+start is a few hundred ms
-        of engine round trips); ``self.nodes`` keeps the order of ``specs``. If any fails,
-        the others are still recorded so that ``stop()`` removes them."""
+        of engine round trips); ``self.nodes`` keeps the order of ``containers``. If any
+        fails, the others are still recorded so that ``stop()`` removes them."""
         with ThreadPoolExecutor(max_workers=8) as pool:
-            futures = [pool.submit(self._create, name, role, image, **kw)
-                       for name, role, image, kw in specs]
+            futures = [pool.submit(self._create, c) for c in containers]
         errors = []
         for f in futures:
             try:
@@ -186,27 +190,6 @@ class Cluster:
                 self.nodes[node.name] = node
         if errors:
             raise errors[0]
-
-    def _run_infra(self) -> None:
-        tm = self.spec.timing
-        specs: list[tuple[str, str, str, dict[str, Any]]] = [
-            ("db", "db", self.images["db"], {"environment": {
-                "MC_DB_NAME": DB_NAME, "MC_DB_USER": DB_USER, "MC_DB_PASSWORD": self.db_password,
-                "MC_DB_ROOT_PASSWORD": self.db_root_password,
-                # the official mysql image's variables, for users who point db at it
-                "MYSQL_DATABASE": DB_NAME, "MYSQL_USER": DB_USER,
-                "MYSQL_PASSWORD": self.db_password, "MYSQL_ROOT_PASSWORD": self.db_root_password,
-            }, "tmpfs": {"/var/lib/mysql": "rw,size=512m"}})]
-        if self.spec.media == "nfs":
-            specs.append(("nfs", "nfs", self.images["nfs"], {
-                "cap_add": ["DAC_READ_SEARCH", "SYS_ADMIN"],
-                "tmpfs": {"/export": "rw,size=256m,mode=0777"}}))
-        specs.append(("toxiproxy", "toxiproxy", self.images["toxiproxy"], {}))
-        specs.append(("gateway", "gateway", self.images["node"], {
-            "command": ["gateway"], "init": True,
-            "environment": {"GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
-                            "LD_PRELOAD": ""}}))
-        self._run_all(specs)
 
     def _refresh_ips(self) -> None:
         assert self.network is not None
@@ -272,52 +255,15 @@ class Cluster:
             raise ClusterStartError(f"{e}\ncontainer logs:\n{tails}") from e
 
     def node_env(self, name: str, role: str) -> dict[str, str]:
-        tm = self.spec.timing
-        db_link = self.links[f"{name}->db"]
-        env = {
-            "WA_DB_ENGINE": "MYSQL", "WA_DB_HOSTNAME": "toxiproxy",
-            "WA_DB_PORT": str(db_link.listen_port), "WA_DB_USERNAME": name,
-            "WA_DB_PASSWORD": self.db_password, "WA_DB_NAME": DB_NAME,
-            "WA_NODE_NAME": name, "EXTERNAL_HOSTNAME": name,
-            "WA_HEARTBEAT_INTERVAL": str(tm.heartbeat_interval),
-            "WA_UNHEALTHY_INTERVAL": str(tm.unhealthy_interval),
-            "WA_DB_MONITOR_SCALE": str(tm.db_monitor_scale),
-            "WA_MASTER_LEASE_TTL": str(tm.lease_ttl),
-            "WA_GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),
-            "WA_DB_TIMEOUT": str(max(0.5, min(2.0, tm.heartbeat_interval))),
-            "WA_ROUTES": self.links.routes_for(name, "toxiproxy"),
-        }
-        if role == "master":
-            env["WA_MASTER_NODE"] = "1"
-        if self.spec.test_break:
-            env["WA_TEST_BREAK"] = self.spec.test_break
-        if role == "coreapp":
-            env["WA_GATEWAY_ADDRESS"] = f"toxiproxy:{self.links[f'{name}->gateway'].listen_port}"
-        if role == "webapp":
-            if self.spec.media == "nfs":
-                port = self.links[f"{name}->nfs"].listen_port
-                env["WA_MEDIA_PATH"] = f"nfs://toxiproxy:{port}/export"
-            else:
-                env["WA_MEDIA_PATH"] = "/usr/local/wamedia"
-            # below the roles' default (3 s) by more than the bounds' margin, so a webapp that
-            # ignores the setting fails the NFS outage's fail-fast bound (timeout + margin)
-            env["WA_MEDIA_TIMEOUT"] = str(MEDIA_TIMEOUT)
-        return env
+        """The environment of one node (:func:`harness.plan.node_env`)."""
+        return container_plan.node_env(self.spec, self.links, name, role, self.db_password)
 
-    def _run_nodes(self) -> None:
-        vol = None
-        if self.spec.media == "volume":
-            vol = self.client.volumes.create(f"{self.run_id}-media",
-                                             labels=self._labels("media"))
-        specs = []
-        for role in ("master", "coreapp", "webapp"):
-            for name in self.spec.node_names(role):
-                kw: dict[str, Any] = {"command": ["coreapp" if role == "master" else role],
-                                      "init": True, "environment": self.node_env(name, role)}
-                if vol is not None and role == "webapp":
-                    kw["volumes"] = {vol.name: {"bind": "/usr/local/wamedia", "mode": "rw"}}
-                specs.append((name, role, self.images["node"], kw))
-        self._run_all(specs)
+    def _run_nodes(self, containers: list[ContainerPlan]) -> None:
+        assert self.client is not None
+        volume = container_plan.media_volume(self.spec, self.run_id)
+        if volume is not None:
+            self.client.volumes.create(volume, labels=self._labels("media"))
+        self._run_all(containers)
         self._refresh_ips()
 
     def _wait_ready(self, timeout: float) -> None:

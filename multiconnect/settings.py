@@ -15,6 +15,11 @@ HEARTBEAT_MAX = 600
 UNHEALTHY_MAX = 3600
 
 
+def ownership_ttl(heartbeat_interval: float) -> float:
+    """How long a coreapp may act on one ownership confirmation (F = 2·h)."""
+    return 2.0 * heartbeat_interval
+
+
 class SettingsError(ValueError):
     """An invalid settings value; ``field`` names it."""
 
@@ -32,8 +37,7 @@ class Settings:
 
     @property
     def ownership_ttl(self) -> float:
-        """How long a coreapp may act on one ownership confirmation (F = 2·h)."""
-        return 2.0 * self.heartbeat_interval
+        return ownership_ttl(self.heartbeat_interval)
 
     @property
     def confirm_period(self) -> float:

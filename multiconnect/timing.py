@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .settings import ownership_ttl
+
+#: Seconds added to every protocol worst case (``harness.bounds.MARGIN``, the simulator's
+#: bounds): request latency — the harness's 1 s client timeout (a request answered later
+#: counts as an outage of that length) plus one scheduling tick of the sender.
+BOUND_MARGIN = 1.5
+
 #: The documented database monitoring (seconds), before ``WA_DB_MONITOR_SCALE``.
 LIVENESS_INTERVAL = 60.0
 STALE_AFTER = 120.0
@@ -33,7 +40,7 @@ class Timing:
 
     @property
     def ownership_ttl(self) -> float:
-        return 2.0 * self.heartbeat_interval
+        return ownership_ttl(self.heartbeat_interval)
 
 
 TIMINGS = {

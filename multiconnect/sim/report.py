@@ -6,6 +6,7 @@ import math
 from collections import Counter
 
 from ..core.ownership import FENCE_MARGIN
+from ..timing import BOUND_MARGIN
 from .cluster import SimConfig
 from .runner import Result, failover_bound, recovery_bound
 
@@ -74,9 +75,9 @@ class Summary:
                  f"seeds {min(self.seeds)}-{max(self.seeds)}" if self.seeds else "none")
         bound, mode = failover_bound(c)
         if mode == "heartbeat":
-            formula = f"max(u + h, F + K + {FENCE_MARGIN:g}) + 1"
+            formula = f"max(u + h, F + K + {FENCE_MARGIN:g}) + {BOUND_MARGIN:g}"
         else:
-            formula = "stale_after + liveness_interval + 1"
+            formula = f"stale_after + liveness_interval + {BOUND_MARGIN:g}"
         lines = [
             f"multiconnect.sim: {self.runs} schedules ({seeds}), timing {c.timing_name} "
             f"(h={t.heartbeat_interval} u={t.unhealthy_interval} K={t.gateway_ping_timeout:g} "

@@ -29,6 +29,7 @@ from multiconnect.media import (
     MediaUnavailable,
     NfsMediaStore,
     NfsTarget,
+    libnfs,
     open_media_store,
     parse_nfs_url,
 )
@@ -183,7 +184,7 @@ def test_check(store: DirectoryMediaStore, tmp_path: Path) -> None:
 
 def test_write_past_deadline_leaves_nothing(store: DirectoryMediaStore) -> None:
     os.makedirs(store.path)
-    dl = media._Deadline(0)
+    dl = media.Deadline(0)
     with pytest.raises(MediaUnavailable, match="out of time"):
         store._write_atomic("0123456789abcdef", b"data" * 1000, dl)
     assert os.listdir(store.path) == []
@@ -199,7 +200,7 @@ class HangingStore(DirectoryMediaStore):
         super().__init__(path, timeout, **kw)
         self.hang = hang
         self.release = threading.Event()
-        self.deadlines: list[media._Deadline] = []
+        self.deadlines: list[media.Deadline] = []
         self.late_errors: list[BaseException] = []
 
     def _put_blocking(self, media_id, data, content_type, dl):
@@ -355,7 +356,7 @@ def test_open_media_store_rejects_timeout(tmp_path: Path, timeout) -> None:
 
 def _have_libnfs() -> bool:
     try:
-        media._libnfs()
+        libnfs.load()
     except MediaError:
         return False
     return True
@@ -518,6 +519,7 @@ def test_nfs_outage_times_out_then_recovers() -> None:
 QUEUED_RPC_PROBE = r'''
 import asyncio, ctypes, json, socket, struct, sys, threading
 from multiconnect import media
+from multiconnect.media import libnfs
 
 def serve(ls):
     while True:
@@ -533,7 +535,7 @@ ls = socket.socket()
 ls.bind(("127.0.0.1", 0))
 ls.listen(16)
 threading.Thread(target=serve, args=(ls,), daemon=True).start()
-lib = media._libnfs()
+lib = libnfs.load()
 queue_length = lib.nfs_queue_length
 queue_length.argtypes, queue_length.restype = [ctypes.c_void_p], ctypes.c_int
 destroy, destroyed = lib.nfs_destroy_context, []
@@ -546,7 +548,7 @@ for _ in range(10):
     except media.MediaUnavailable as e:
         errors.append(str(e))
 print(json.dumps({"errors": errors, "destroyed": destroyed,
-                  "abandoned": media.ABANDONED_CONTEXTS}))
+                  "abandoned": libnfs.ABANDONED_CONTEXTS}))
 '''
 
 

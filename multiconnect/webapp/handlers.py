@@ -1,4 +1,5 @@
-"""Webapp: the public REST API. Routes each request to the right coreapp by the shard map.
+"""The webapp's HTTP side: the routes and their handlers, the caches that keep it serving while
+the database is away, and the forwarding rules.
 
 Model.
 - State lives in the database; the webapp keeps in memory only what lets it keep serving
@@ -15,297 +16,65 @@ Model.
 - Every /v1 route and /metrics need ``Authorization: Bearer <token>``, except login.
   ``GET /internal/ready`` is open (container readiness).
 
-Errors use the envelope of :mod:`multiconnect.api_errors` (codes documented there).
-The database is reached through :class:`Store`; :class:`MysqlStore` runs the blocking pymysql
-calls on a small pool of connections in a dedicated thread pool, each call bounded in time.
+Errors use the envelope of :mod:`multiconnect.api_errors` (codes documented there). The
+database is reached through :class:`~multiconnect.webapp.store.Store`, request bodies are
+checked by :mod:`multiconnect.webapp.validation`, counters kept in
+:class:`~multiconnect.webapp.metrics.Metrics`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import contextlib
-import functools
-import json
 import logging
 import os
 import platform
 import re
 import secrets
-from collections import deque
 from collections.abc import Callable, Generator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from . import __version__
-from . import api_errors as E
-from . import db as dbq
-from .api_errors import ApiError
-from .clock import Clock, SystemClock
-from .config import DbConfig, NodeConfig
-from .db import Database, DatabaseError, NodeRow, ShardRow
-from .media import (
+from .. import __version__
+from .. import api_errors as E
+from .. import db as dbq
+from ..api_errors import ApiError
+from ..clock import Clock, SystemClock
+from ..config import NodeConfig
+from ..db import DatabaseError, NodeRow, ShardRow
+from ..media import (
     DEFAULT_MAX_SIZE,
     MediaError,
     MediaInvalid,
     MediaNotFound,
     MediaTooLarge,
     MediaUnavailable,
-    open_media_store,
 )
-from .roles import sender
-from .roles.sender import Attempt, Sender
-from .settings import Settings, SettingsError, apply_patch
-from .sharding import ALLOWED_SHARD_COUNTS, shard_of
-from .shell import awaiting, drive, install_stop, sleep_or_stop, spawn, start_site
+from ..roles import sender
+from ..roles.sender import Attempt, Sender
+from ..settings import Settings, SettingsError, apply_patch
+from ..sharding import shard_of
+from ..shell import awaiting, drive, sleep_or_stop, spawn
+from .metrics import Metrics
+from .store import Store
+from .validation import parse_basic, read_json, validate_message, validate_shards_request
 
-T = TypeVar("T")
 log = logging.getLogger("multiconnect.webapp")
 
 TOKEN_TTL = 7 * 86400
 MIN_PASSWORD = 8
-MAX_BODY_CHARS = 4096
 PUBLIC_ROUTES = {("POST", "/v1/users/login"), ("GET", "/internal/ready")}
-_DIGITS = re.compile(r"^\d+$")
 _MEDIA_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 
 
-# =============================================================================== database
-class Store(Protocol):
-    """What the webapp needs from the database (async; raises DatabaseError)."""
-
-    async def schema_version(self) -> int: ...
-    async def register(self, name: str, address: str, container_id: str) -> None: ...
-    async def touch(self, name: str, address: str, container_id: str) -> None: ...
-    async def topology(self) -> tuple[list[ShardRow], list[NodeRow]]: ...
-    async def nodes(self, deadline: float | None = None) -> list[NodeRow]: ...
-    async def lease_holder(self) -> tuple[str | None, int, bool]: ...
-    async def settings(self, deadline: float | None = None) -> Settings: ...
-    async def shard_count(self) -> int: ...
-    async def stats(self) -> dict[str, Any]: ...
-    async def get_user(self, username: str) -> tuple[str, bool] | None: ...
-    async def set_password(self, username: str, password_hash: str) -> None: ...
-    async def issue_token(self, token: str, username: str, ttl: int) -> datetime: ...
-    async def token(self, token: str) -> tuple[str, float] | None: ...
-
-
-def q_topology(cur: Any) -> tuple[list[ShardRow], list[NodeRow]]:
-    return dbq.read_shard_map(cur), dbq.list_nodes(cur)
-
-
-def q_touch(cur: Any, name: str, address: str, container_id: str) -> None:
-    """Refresh our liveness row; re-register if the row vanished (database recreated)."""
-    dbq.touch_node(cur, name)
-    if cur.rowcount == 0:
-        dbq.register_node(cur, name, "webapp", address, address, container_id)
-
-
-def q_get_user(cur: Any, username: str) -> tuple[str, bool] | None:
-    cur.execute("SELECT password_hash, must_change FROM users WHERE username = %s", (username,))
-    row = cur.fetchone()
-    return (row[0], bool(row[1])) if row else None
-
-
-def q_set_password(cur: Any, username: str, password_hash: str) -> None:
-    cur.execute("UPDATE users SET password_hash = %s, must_change = 0 WHERE username = %s",
-                (password_hash, username))
-
-
-def q_issue_token(cur: Any, token: str, username: str, ttl: int) -> datetime:
-    """Store a token expiring ``ttl`` s from now (database clock); returns the expiry (UTC)."""
-    cur.execute("DELETE FROM tokens WHERE expires_at < NOW(6) LIMIT 1000")
-    cur.execute("INSERT INTO tokens (token, username, expires_at) "
-                "VALUES (%s, %s, NOW(6) + INTERVAL %s SECOND)", (token, username, int(ttl)))
-    cur.execute("SELECT expires_at FROM tokens WHERE token = %s", (token,))
-    return cur.fetchone()[0]
-
-
-def q_token(cur: Any, token: str) -> tuple[str, float] | None:
-    """(username, seconds of validity left) for a live token, else None."""
-    cur.execute("SELECT username, TIMESTAMPDIFF(MICROSECOND, NOW(6), expires_at) / 1e6 "
-                "FROM tokens WHERE token = %s", (token,))
-    row = cur.fetchone()
-    if row is None or float(row[1]) <= 0:
-        return None
-    return row[0], float(row[1])
-
-
-def _apply(fn: Callable[..., T], args: tuple, cur: Any) -> T:
-    return fn(cur, *args)
-
-
-class MysqlStore:
-    """Store on MySQL: ``pool_size`` connections for requests plus one for background loops.
-
-    Each call takes a free connection, runs in a dedicated thread pool (so a hung database
-    cannot starve other blocking work), and gives up after ``deadline`` seconds; the
-    connection returns to the pool only when its thread is done with it.
-    """
-
-    def __init__(self, cfg: DbConfig, pool_size: int = 4,
-                 connect: Callable[[DbConfig], Any] = Database) -> None:
-        self.deadline = 2 * cfg.timeout + 1.0
-        self._executor = ThreadPoolExecutor(max_workers=pool_size + 2,
-                                            thread_name_prefix="webapp-db")
-        self._all = [connect(cfg) for _ in range(pool_size + 1)]
-        self._pool: asyncio.Queue[Database] = asyncio.Queue()
-        for db in self._all[:-1]:
-            self._pool.put_nowait(db)
-        self._background: asyncio.Queue[Database] = asyncio.Queue()
-        self._background.put_nowait(self._all[-1])
-
-    async def call(self, fn: Callable[..., T], *args: Any, background: bool = False,
-                   transaction: bool = False, deadline: float | None = None) -> T:
-        pool = self._background if background else self._pool
-        limit = self.deadline if deadline is None else deadline
-
-        async def go() -> T:
-            db = await pool.get()
-            loop = asyncio.get_running_loop()
-            fut = loop.run_in_executor(self._executor, functools.partial(
-                db.run, functools.partial(_apply, fn, args), transaction=transaction))
-
-            def done(f: asyncio.Future) -> None:
-                pool.put_nowait(db)
-                if not f.cancelled():
-                    f.exception()  # retrieved: a late failure after a timeout is expected
-
-            fut.add_done_callback(done)
-            return await asyncio.shield(fut)
-
-        try:
-            return await asyncio.wait_for(go(), limit)
-        except TimeoutError:
-            raise DatabaseError(f"no answer within {limit:g} s") from None
-
-    async def schema_version(self) -> int:
-        return await self.call(dbq.schema_version, background=True)
-
-    async def register(self, name: str, address: str, container_id: str) -> None:
-        await self.call(dbq.register_node, name, "webapp", address, address, container_id,
-                        background=True)
-
-    async def touch(self, name: str, address: str, container_id: str) -> None:
-        await self.call(q_touch, name, address, container_id, background=True)
-
-    async def topology(self) -> tuple[list[ShardRow], list[NodeRow]]:
-        return await self.call(q_topology, background=True)
-
-    async def nodes(self, deadline: float | None = None) -> list[NodeRow]:
-        return await self.call(dbq.list_nodes, deadline=deadline)
-
-    async def lease_holder(self) -> tuple[str | None, int, bool]:
-        return await self.call(dbq.lease_holder)
-
-    async def settings(self, deadline: float | None = None) -> Settings:
-        return (await self.call(dbq.read_settings, deadline=deadline))[0]
-
-    async def shard_count(self) -> int:
-        return await self.call(dbq.shard_count)
-
-    async def stats(self) -> dict[str, Any]:
-        return await self.call(dbq.stats)
-
-    async def get_user(self, username: str) -> tuple[str, bool] | None:
-        return await self.call(q_get_user, username)
-
-    async def set_password(self, username: str, password_hash: str) -> None:
-        await self.call(q_set_password, username, password_hash)
-
-    async def issue_token(self, token: str, username: str, ttl: int) -> datetime:
-        return await self.call(q_issue_token, token, username, ttl)
-
-    async def token(self, token: str) -> tuple[str, float] | None:
-        return await self.call(q_token, token)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        for db in self._all:
-            db.close_unlocked()
-
-
-# =============================================================================== metrics
-class Metrics:
-    """Request counters, message send latency (summary), routing retries, per-shard sends."""
-
-    QUANTILES = (0.5, 0.9, 0.99)
-
-    def __init__(self, window: int = 2048) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.latencies: deque[float] = deque(maxlen=window)
-        self.latency_count = 0
-        self.latency_sum = 0.0
-        self.retries = 0
-        self.shard_sends: dict[tuple[int, str], int] = {}
-        self.map_refresh_failures = 0
-
-    def request(self, route: str, method: str, status: int) -> None:
-        key = (route, method, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-
-    def sent(self, shard: int, outcome: str, latency: float | None = None) -> None:
-        """outcome: ok | not_sent | unknown."""
-        self.shard_sends[(shard, outcome)] = self.shard_sends.get((shard, outcome), 0) + 1
-        if latency is not None:
-            self.latencies.append(latency)
-            self.latency_count += 1
-            self.latency_sum += latency
-
-    def quantiles(self) -> dict[str, float]:
-        data = sorted(self.latencies)
-        if not data:
-            return {}
-        return {str(q): data[min(len(data) - 1, int(q * len(data)))] for q in self.QUANTILES}
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requests": [{"route": r, "method": m, "status": s, "count": n}
-                         for (r, m, s), n in sorted(self.requests.items())],
-            "message_send_seconds": {"count": self.latency_count,
-                                     "sum": round(self.latency_sum, 6),
-                                     "quantiles": self.quantiles()},
-            "routing_retries": self.retries,
-            "shard_sends": [{"shard": sh, "outcome": o, "count": n}
-                            for (sh, o), n in sorted(self.shard_sends.items())],
-            "shard_map_refresh_failures": self.map_refresh_failures,
-        }
-
-    def to_prometheus(self) -> str:
-        def esc(v: str) -> str:
-            return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-        out = ["# HELP webapp_requests_total API requests by route, method and status.",
-               "# TYPE webapp_requests_total counter"]
-        for (r, m, s), n in sorted(self.requests.items()):
-            out.append(f'webapp_requests_total{{route="{esc(r)}",method="{m}",status="{s}"}} {n}')
-        out += ["# HELP webapp_message_send_seconds Time to a coreapp-acknowledged send.",
-                "# TYPE webapp_message_send_seconds summary"]
-        for q, v in self.quantiles().items():
-            out.append(f'webapp_message_send_seconds{{quantile="{q}"}} {v:.6f}')
-        out += [f"webapp_message_send_seconds_sum {self.latency_sum:.6f}",
-                f"webapp_message_send_seconds_count {self.latency_count}",
-                "# HELP webapp_routing_retries_total Sends retried on a new shard owner.",
-                "# TYPE webapp_routing_retries_total counter",
-                f"webapp_routing_retries_total {self.retries}",
-                "# HELP webapp_shard_sends_total Sends by shard and outcome.",
-                "# TYPE webapp_shard_sends_total counter"]
-        for (sh, o), n in sorted(self.shard_sends.items()):
-            out.append(f'webapp_shard_sends_total{{shard="{sh}",outcome="{o}"}} {n}')
-        out += ["# HELP webapp_shard_map_refresh_failures_total Failed shard map reads.",
-                "# TYPE webapp_shard_map_refresh_failures_total counter",
-                f"webapp_shard_map_refresh_failures_total {self.map_refresh_failures}"]
-        return "\n".join(out) + "\n"
-
-
-# =============================================================================== the app
 @dataclass(frozen=True)
 class WebappOptions:
+    """Timeouts (s), periods (s) and limits of the webapp; the defaults are production's."""
+
     message_timeout: float = 2.0     # forward to a coreapp
     health_timeout: float = 0.5      # per node status query
     master_timeout: float = 3.0      # forward to the primary master
@@ -329,86 +98,6 @@ class WebappDeps:
 
 def new_message_id() -> str:
     return "gBEG" + base64.urlsafe_b64encode(os.urandom(18)).decode("ascii")
-
-
-def validate_message(body: Any) -> tuple[str, str]:
-    """Validate a send request; returns (to, text). Raises ApiError naming the field."""
-    if not isinstance(body, dict):
-        raise ApiError(400, E.INVALID_REQUEST, "body must be a JSON object")
-    rtype = body.get("recipient_type", "individual")
-    if rtype != "individual":
-        raise ApiError(400, E.INVALID_RECIPIENT_TYPE,
-                       f"recipient_type: must be \"individual\", got {rtype!r}")
-    if "to" not in body:
-        raise E.missing("to")
-    to = body["to"]
-    if not isinstance(to, str) or not _DIGITS.match(to) or not 5 <= len(to) <= 20:
-        raise E.invalid("to", f"must be a WhatsApp id of 5-20 digits, got {to!r}")
-    mtype = body.get("type", "text")
-    if mtype != "text":
-        raise E.invalid("type", f"only \"text\" is supported, got {mtype!r}")
-    if "text" not in body:
-        raise E.missing("text")
-    text = body["text"]
-    if not isinstance(text, dict):
-        raise E.invalid("text", 'must be an object like {"body": "…"}')
-    if "body" not in text:
-        raise E.missing("text.body")
-    msg = text["body"]
-    if not isinstance(msg, str) or not msg:
-        raise E.invalid("text.body", "must be a non-empty string")
-    if len(msg) > MAX_BODY_CHARS:
-        raise ApiError(400, E.MESSAGE_TOO_LONG,
-                       f"text.body: at most {MAX_BODY_CHARS} characters, got {len(msg)}")
-    return to, msg
-
-
-def validate_shards_request(body: Any) -> int:
-    if not isinstance(body, dict):
-        raise ApiError(400, E.INVALID_REQUEST, "body must be a JSON object")
-    for name in ("cc", "phone_number", "shards"):
-        if name not in body:
-            raise E.missing(name)
-    cc, phone, shards = body["cc"], body["phone_number"], body["shards"]
-    if not isinstance(cc, str) or not _DIGITS.match(cc) or not 1 <= len(cc) <= 3:
-        raise E.invalid("cc", f"must be a country code of 1-3 digits, got {cc!r}")
-    if not isinstance(phone, str) or not _DIGITS.match(phone) or not 4 <= len(phone) <= 14:
-        raise E.invalid("phone_number", f"must be 4-14 digits, got {phone!r}")
-    if isinstance(shards, bool) or not isinstance(shards, int) \
-            or shards not in ALLOWED_SHARD_COUNTS:
-        raise E.invalid("shards", f"must be one of {', '.join(map(str, ALLOWED_SHARD_COUNTS))},"
-                        f" got {shards!r}")
-    pin = body.get("pin")
-    if pin is not None and (not isinstance(pin, str) or not re.match(r"^\d{6}$", pin)):
-        raise E.invalid("pin", "must be a string of 6 digits")
-    return shards
-
-
-async def read_json(request: web.Request, optional: bool = False) -> Any:
-    raw = await request.read()
-    if not raw.strip():
-        if optional:
-            return {}
-        raise ApiError(400, E.INVALID_REQUEST, "request body is empty; a JSON object is required")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise ApiError(400, E.INVALID_REQUEST, f"body is not valid JSON: {e}") from None
-
-
-def parse_basic(header: str | None) -> tuple[str, str]:
-    if not header or not header.lower().startswith("basic "):
-        raise ApiError(401, E.ACCESS_DENIED, "login needs HTTP Basic credentials",
-                       {"WWW-Authenticate": 'Basic realm="whatsapp"'})
-    try:
-        user, sep, password = base64.b64decode(header[6:].strip(), validate=True) \
-            .decode("utf-8").partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        sep = ""
-    if not sep or not user:
-        raise ApiError(401, E.ACCESS_DENIED, "malformed Basic credentials",
-                       {"WWW-Authenticate": 'Basic realm="whatsapp"'})
-    return user, password
 
 
 class Webapp(Sender):
@@ -913,30 +602,3 @@ class Webapp(Sender):
 
     async def h_ready(self, request: web.Request) -> web.Response:
         return web.json_response({"ready": self.ready}, status=200 if self.ready else 503)
-
-
-async def run(cfg: NodeConfig) -> None:
-    """Serve the API until SIGTERM/SIGINT."""
-    stop = asyncio.Event()
-    install_stop(stop)
-    try:
-        media = open_media_store(cfg.media_path, cfg.media_timeout)  # no I/O yet
-    except (ValueError, MediaError) as e:
-        log.error("WA_MEDIA_PATH: %s", e)
-        raise SystemExit(2) from None
-    store = MysqlStore(cfg.db)
-    webapp = Webapp(cfg, WebappDeps(
-        store=store, media_factory=lambda: media,
-        options=WebappOptions(media_guard=2 * cfg.media_timeout + 1.0)))
-    runner = await start_site(webapp.app(), cfg.api_port, cfg, tls=bool(cfg.tls_cert))
-    log.info("webapp %s listening on %d%s", cfg.name, cfg.api_port,
-             " (TLS)" if cfg.tls_cert else "")
-    try:
-        if await webapp.bootstrap(stop):
-            await stop.wait()
-    finally:
-        log.info("stopping")
-        await runner.cleanup()
-        store.close()
-        with contextlib.suppress(Exception):
-            media.close()

@@ -1,67 +1,26 @@
-"""Small shared steps for scenarios: warm-up, waiting on the history, Allure phases."""
+"""Small shared steps for scenarios. The steps a failover runs (warm-up, waiting on the
+history, holding, settling, Allure phases, the successor lookups) live in
+:mod:`harness.failover` with its runner and are re-exported here; what stays is the
+scenarios' own."""
 
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from harness import chaos
+from harness.failover import hold as hold
+from harness.failover import new_connect as new_connect
+from harness.failover import phase as phase
+from harness.failover import settle as settle
+from harness.failover import wait_history as wait_history
+from harness.failover import warm_up as warm_up
 from harness.history import History
 from multiconnect.timing import Timing
-
-
-@contextlib.contextmanager
-def phase(title: str) -> Iterator[None]:
-    """An Allure step when allure is there; a progress line either way."""
-    print(f"[scenario] {title}", flush=True)
-    try:
-        import allure
-    except ImportError:
-        yield
-        return
-    with allure.step(title):
-        yield
-
-
-def ok_sends(history: History, since: float = 0.0) -> int:
-    return sum(1 for e in history.events()
-               if e.f == "send" and e.type == "ok" and e.time >= since)
-
-
-def wait_history(history: History, predicate: Callable[[History], Any], timeout: float,
-                 what: str) -> Any:
-    """Poll the history until ``predicate`` holds; a timeout is not an error here — the
-    checkers judge what happened — so return None and let them explain."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate(history)
-        if value:
-            return value
-        time.sleep(0.1)
-    print(f"[scenario] gave up waiting for {what} after {timeout:g}s (the checkers will judge)")
-    return None
-
-
-def warm_up(history: History, count: int = 10, timeout: float = 20.0) -> None:
-    """Traffic flows before the fault, so downtime is measured from a working state."""
-    if not wait_history(history, lambda h: ok_sends(h) >= count, timeout,
-                        f"{count} acknowledged messages"):
-        raise AssertionError(f"workload never reached {count} acknowledged messages before "
-                             "the fault: the cluster was not serving")
-
-
-def new_connect(history: History, shard: int, old: str, since: float) -> Any:
-    """The first gateway connect for ``shard`` by a node other than ``old`` after ``since``."""
-    for e in history.events():
-        if (e.f == "gw-connect" and e.time >= since and e.value.get("shard") == shard
-                and e.value.get("node") != old):
-            return e
-    return None
 
 
 def unknown_but_delivered(events: Any) -> int:
@@ -85,12 +44,6 @@ def label(epic: str, feature: str, story: str, severity: str = "critical") -> No
 
 def timing(cluster: Any) -> Any:
     return cluster.spec.timing
-
-
-def hold(seconds: float) -> None:
-    """Keep a fault in place for a fixed time (the scenario's definition, not a wait for
-    the system: what happens meanwhile is judged from the history)."""
-    time.sleep(seconds)
 
 
 def node_status(cluster: Any, name: str, timeout: float = 0.5) -> dict[str, Any] | None:
@@ -131,17 +84,6 @@ def connected_coreapps(cluster: Any) -> list[str]:
 def wait_ready(cluster: Any, timeout: float) -> Any:
     """After heals: one primary master and one connected coreapp per shard again."""
     return chaos.wait_ready(cluster, timeout)
-
-
-def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int = 3) -> None:
-    """After the last heal: :func:`harness.chaos.settle` (ready within ``timeout`` s, else
-    ``WaitTimeout``; then ``snapshots`` more conclusive health snapshots, so end-state checks
-    judge a settled cluster)."""
-    done = chaos.settle(cluster, history, timeout=timeout, snapshots=snapshots,
-                        snapshot_timeout=15.0)
-    if done.snapshots < snapshots:
-        print(f"[scenario] gave up waiting for {snapshots} conclusive health snapshots after "
-              "settling after 15s (the checkers will judge)")
 
 
 @contextlib.contextmanager

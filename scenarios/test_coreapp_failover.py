@@ -2,71 +2,46 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 from helpers import (
     SLOW_DETECTOR,
     attempt_in_flight,
     hold,
     label,
-    new_connect,
     phase,
-    settle,
     wait_history,
     wait_ready,
-    warm_up,
 )
 
-from harness import bounds
-from harness.checkers import downtime, no_lost_acks, primary_masters, promotion, single_connected
 from harness.checkers.candidates import SLACK
 from harness.checkers.db_record import shard_change
+from harness.failover import (
+    BOUND,
+    MARGIN,
+    SHARD,
+    Failover,
+    Run,
+    db_bound,
+    heartbeat_bound,
+    run_failover,
+)
 from harness.nemesis.kill import Kill
 from harness.nemesis.latency import Latency
 from harness.nemesis.pause import Pause
-from harness.verdict import judge
 from multiconnect.core.monitor import answer_window
 
 pytestmark = pytest.mark.failover
 
-
-def _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures, *, fault,
-              bound, shard=0, title, aim=None, then=None, after=None, others_bound=None):
-    """Warm up, ``aim(old)`` if given (wait for the moment to strike), inject ``fault(old)``
-    on shard's primary, ``then(old)`` if given, wait for a new primary at the gateway (or the
-    bound + 5 s), let traffic flow, heal, ``after(old)``, judge."""
-    with workload.running():
-        with phase("workload: warm up"):
-            warm_up(history)
-        old = cluster.primary_coreapp(shard)
-        if aim is not None:
-            aim(old)
-        f = fault(old)
-        with phase(f"fault: {f.kind} {old} (primary coreapp of shard {shard})"):
-            nemesis.start(f)
-            start = history.now()
-            if then is not None:
-                then(old)
-            wait_history(history, lambda h: new_connect(h, shard, old, start),
-                         float(bound) + 5, "a new primary coreapp at the gateway")
-        with phase("traffic after the promotion"):
-            hold(2)
-        with phase(f"heal: {f.kind} {old}"):
-            nemesis.heal(f)
-            if after is not None:
-                after(old)
-            settle(cluster, history)
-    shards = [shard] if others_bound is not None else None
-    with phase("check"):
-        return judge(history.events(), [
-            partial(promotion, shard=shard, bound=bound),
-            partial(downtime, bound=bound, shards=shards, others_bound=others_bound),
-            single_connected,
-            no_lost_acks,
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title=title)
+#: What a coreapp failover is judged by (besides harness.verdict.ALWAYS): the shard's
+#: promotion and its clients' downtime within the bound, one connected coreapp per shard, no
+#: acknowledged message lost, one primary master at the end.
+CHECKS = (
+    ("promotion", {"shard": SHARD, "bound": BOUND}),
+    ("downtime", {"bound": BOUND, "shards": None, "others_bound": None}),
+    "single_connected",
+    "no_lost_acks",
+    ("primary_masters", {"last": 3}),
+)
 
 
 def test_kill_primary_coreapp_heartbeat_failover(cluster, history, nemesis, workload,
@@ -75,14 +50,12 @@ def test_kill_primary_coreapp_heartbeat_failover(cluster, history, nemesis, work
     unhealthy_interval + heartbeat_interval + margin; clients see no longer downtime; one
     connected coreapp per shard throughout; no acknowledged message lost."""
     label("failover", "coreapp failover", "primary coreapp killed (heartbeat detection)")
-    t = cluster.spec.timing
-    bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                      t.gateway_ping_timeout)
-    results = _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-                        fault=Kill, bound=bound,
-                        title="kill primary coreapp (heartbeat failover)")
+    run = run_failover(Failover(
+        title="kill primary coreapp (heartbeat failover)", fault=Kill, bound=heartbeat_bound,
+        checks=CHECKS,
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
     # db_record passes on an empty record: make sure the database recorded this failover
-    record = next(r for r in results if r.name == "db_record")
+    record = next(r for r in run.results if r.name == "db_record")
     assert record.figures["promotions"] and record.figures["confirmations"], (
         f"the database's record missed the promotion: {record.explanation}")
 
@@ -95,10 +68,10 @@ def test_kill_primary_coreapp_single_master_db_failover(cluster, history, nemesi
     margin (60 s / 120 s documented, scaled in CI)."""
     label("failover", "coreapp failover", "primary coreapp killed, one master (database "
           "liveness detection)")
-    t = cluster.spec.timing
-    bound = bounds.db_failover(t.liveness_interval, t.stale_after)
-    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Kill, bound=bound, title="kill primary coreapp, one master (DB failover)")
+    run_failover(Failover(
+        title="kill primary coreapp, one master (DB failover)", fault=Kill, bound=db_bound,
+        checks=CHECKS,
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, mc_artifacts,
@@ -113,30 +86,30 @@ def test_pause_primary_coreapp_then_resume(cluster, history, nemesis, workload, 
     on resume the primary reads it, and its validity must count from when the confirmation
     was sent, long past (``exclusive_claims``, group ``shard-0``)."""
     label("failover", "coreapp failover", "primary coreapp paused mid-confirmation")
-    t = cluster.spec.timing
-    bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                      t.gateway_ping_timeout)
     slow: list[Latency] = []
 
-    def mid_confirmation(old: str) -> None:
+    def mid_confirmation(run: Run) -> None:
+        old = run.target
         slow.append(Latency(f"{old}->db", latency=600))
         with phase(f"aim: 600 ms on every database answer to {old}; wait until its "
                    "confirmation's second answer is on its way"):
             nemesis.start(slow[0])
             wait_history(history, lambda h: attempt_in_flight(
                 cluster, old, "confirm_attempt_for", since=0.65, before=0.85),
-                10 * t.heartbeat_interval, f"a confirmation's second answer on its way to {old}")
+                10 * run.timing.heartbeat_interval,
+                f"a confirmation's second answer on its way to {old}")
 
-    def rejoined_as_secondary(old: str) -> None:
+    def rejoined_as_secondary(run: Run) -> None:
         hold(1.5)  # its next confirmation's answer (h/2 + 0.6 s) ends any claim it resumed with
         nemesis.heal(slow[0])
         state = wait_ready(cluster, 20)
-        assert old not in state["connected"], (
-            f"{old} is connected again after resuming; connected: {state['connected']}")
+        assert run.target not in state["connected"], (
+            f"{run.target} is connected again after resuming; connected: {state['connected']}")
 
-    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Pause, bound=bound, aim=mid_confirmation, after=rejoined_as_secondary,
-              title="pause primary coreapp, then resume")
+    run_failover(Failover(
+        title="pause primary coreapp, then resume", fault=Pause, bound=heartbeat_bound,
+        checks=CHECKS, aim=mid_confirmation, after_heal=rejoined_as_secondary,
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 @pytest.mark.topology(coreapps=5, shards=4)
@@ -145,12 +118,16 @@ def test_multiconnect_one_shard_fails_over_alone(cluster, history, nemesis, work
     """4 shards + 1 standby: killing shard 2's primary costs only shard 2's recipients;
     the other shards see no downtime beyond the margin."""
     label("failover", "multiconnect", "one shard's primary killed, other shards unaffected")
-    t = cluster.spec.timing
-    bound = bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                      t.gateway_ping_timeout)
-    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Kill, bound=bound, shard=2, others_bound=bounds.MARGIN,
-              title="multiconnect: kill shard 2's primary")
+    run_failover(Failover(
+        title="multiconnect: kill shard 2's primary", fault=Kill, bound=heartbeat_bound,
+        shard=2, checks=(
+            ("promotion", {"shard": SHARD, "bound": BOUND}),
+            ("downtime", {"bound": BOUND, "shards": [2], "others_bound": MARGIN}),
+            "single_connected",
+            "no_lost_acks",
+            ("primary_masters", {"last": 3}),
+        ),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 @SLOW_DETECTOR
@@ -165,23 +142,23 @@ def test_standby_killed_after_the_primary_is_not_promoted(cluster, history, neme
     (``promoted_live`` judges every promotion the database recorded)."""
     label("failover", "coreapp failover", "a standby dies while the primary's failure is "
           "detected; the live one is promoted")
-    t = cluster.spec.timing
-    h = t.heartbeat_interval
-    bound = bounds.heartbeat_failover(h, t.unhealthy_interval, t.gateway_ping_timeout)
+    h = cluster.spec.timing.heartbeat_interval
     standby: list[Kill] = []
 
-    def kill_first_standby(old: str) -> None:
+    def kill_first_standby(run: Run) -> None:
         hold(3 * h)
-        first = sorted(c for c in cluster.spec.node_names("coreapp") if c != old)[0]
+        first = sorted(c for c in cluster.spec.node_names("coreapp") if c != run.target)[0]
         standby.append(Kill(first))
         nemesis.start(standby[0])
 
-    def restart_standby(old: str) -> None:
+    def restart_standby(run: Run) -> None:
         nemesis.heal(standby[0])
 
-    _failover(cluster, history, nemesis, workload, mc_artifacts, record_figures,
-              fault=Kill, bound=bound, then=kill_first_standby, after=restart_standby,
-              title="kill primary coreapp, then the first standby")
+    run_failover(Failover(
+        title="kill primary coreapp, then the first standby", fault=Kill,
+        bound=heartbeat_bound, checks=CHECKS, then=kill_first_standby,
+        after_heal=restart_standby,
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
     events = history.events()
     dead = standby[0].targets[0]
     killed = next(e.time for e in events if e.f == "start" and e.process.startswith("nemesis")

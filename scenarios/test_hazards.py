@@ -15,18 +15,27 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import faulted, hold, label, new_connect, phase, settle, wait_history, warm_up
+from helpers import hold, label, phase, settle, warm_up
 
 from harness import bounds
 from harness.checkers import (
-    downtime,
     no_lost_acks,
     no_promotion,
     primary_masters,
-    promotion,
     recovery,
     single_connected,
 )
+from harness.failover import (
+    BOUND,
+    FAULT,
+    SHARD,
+    Failover,
+    Run,
+    db_bound,
+    master_and_coreapp_bound,
+    run_failover,
+)
+from harness.history import Event
 from harness.nemesis.blackhole import Blackhole
 from harness.nemesis.cut import Cut
 from harness.nemesis.kill import Kill
@@ -53,25 +62,26 @@ def test_primary_coreapp_cut_from_database_self_fences_and_is_replaced(
     and a master promotes a standby within stale_after + liveness_interval + margin; never
     two connections at the gateway."""
     label("failover", "hazards", "primary coreapp cut from the database only")
-    t = cluster.spec.timing
-    bound = bounds.db_failover(t.liveness_interval, t.stale_after)
-    with workload.running():
-        warm_up(history)
-        pc = cluster.primary_coreapp(0)
-        with faulted(cluster, history, nemesis, Cut(f"{pc}->db"),
-                     f"fault: cut {pc}->db") as start:
-            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
-                         "a new primary at the gateway")
-            closed = _closed_by(history, pc, start)
-            hold(2)
-    assert closed is not None, f"CHECK FAILED: {pc} never dropped its gateway connection"
-    judge(history.events(), [
-        partial(promotion, shard=0, bound=bound),
-        partial(downtime, bound=bound),
-        single_connected, no_lost_acks, partial(primary_masters, last=3),
-    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title="primary coreapp cut from the database",
-        extra_figures={"self_fenced_after": round(closed.time - start, 3)})
+    closed: list[Event | None] = []
+
+    def gateway_close(run: Run) -> None:
+        closed.append(_closed_by(history, run.target, run.start))
+
+    def self_fenced(run: Run) -> None:
+        assert closed[0] is not None, (
+            f"CHECK FAILED: {run.target} never dropped its gateway connection")
+        run.figures["self_fenced_after"] = round(closed[0].time - run.start, 3)
+
+    run_failover(Failover(
+        title="primary coreapp cut from the database", fault=lambda pc: Cut(f"{pc}->db"),
+        bound=db_bound, hold=2, after_wait=gateway_close, verify=self_fenced, checks=(
+            ("promotion", {"shard": SHARD, "bound": BOUND}),
+            ("downtime", {"bound": BOUND}),
+            "single_connected",
+            "no_lost_acks",
+            ("primary_masters", {"last": 3}),
+        ),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_primary_master_and_primary_coreapp_killed_together(
@@ -80,29 +90,18 @@ def test_primary_master_and_primary_coreapp_killed_together(
     then — the only master left — replaces the dead coreapp by database liveness within
     max(T + T/3, stale_after) + liveness_interval + margin."""
     label("failover", "hazards", "primary master and primary coreapp killed together")
-    t = cluster.spec.timing
-    bound = bounds.master_and_coreapp_failover(t.lease_ttl, t.liveness_interval, t.stale_after)
-    with workload.running():
-        warm_up(history)
-        pc, pm = cluster.primary_coreapp(0), cluster.primary_master()
-        kill_master, kill_coreapp = Kill(pm), Kill(pc)
-        with phase(f"fault: kill {pm} and {pc}"):
-            nemesis.start(kill_coreapp)
-            nemesis.start(kill_master)
-            start = history.now()
-            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
-                         "a new primary at the gateway")
-            hold(3)
-        with phase("heal: restart both"):
-            nemesis.heal(kill_master)
-            nemesis.heal(kill_coreapp)
-            settle(cluster, history)
-    judge(history.events(), [
-        partial(promotion, shard=0, bound=bound, fault=kill_coreapp.id),
-        partial(downtime, bound=bound),
-        single_connected, no_lost_acks, partial(primary_masters, last=3),
-    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title="primary master and primary coreapp killed together")
+    run_failover(Failover(
+        title="primary master and primary coreapp killed together",
+        # the coreapp first, then the master; healed the other way round
+        fault=lambda pc: (Kill(pc), Kill(cluster.primary_master())),
+        bound=master_and_coreapp_bound, hold=3, checks=(
+            ("promotion", {"shard": SHARD, "bound": BOUND, "fault": FAULT}),
+            ("downtime", {"bound": BOUND}),
+            "single_connected",
+            "no_lost_acks",
+            ("primary_masters", {"last": 3}),
+        ),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_gateway_link_loses_answers_and_closes_one_connection_per_shard(

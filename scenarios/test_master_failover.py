@@ -5,26 +5,24 @@ from __future__ import annotations
 from functools import partial
 
 import pytest
-from helpers import (
-    attempt_in_flight,
-    faulted,
-    hold,
-    label,
-    phase,
-    settle,
-    wait_history,
-    warm_up,
-)
+from helpers import attempt_in_flight, hold, label, phase, settle, wait_history, warm_up
 
 from harness import bounds
-from harness.api import health_nodes
 from harness.checkers import (
     availability,
-    downtime,
     no_lost_acks,
     no_promotion,
     primary_masters,
     single_connected,
+)
+from harness.failover import (
+    MARGIN,
+    PRIMARY_MASTER,
+    Failover,
+    Run,
+    lease_bound,
+    run_failover,
+    takeover_within_bound,
 )
 from harness.nemesis.kill import Kill
 from harness.nemesis.latency import Latency
@@ -34,35 +32,17 @@ from harness.verdict import judge
 
 pytestmark = pytest.mark.failover
 
-
-def new_primary_master(history, old: str, since: float):
-    for e in history.events():
-        if e.f == "health" and e.type == "ok" and e.time >= since:
-            prim = [n for n, r in (health_nodes(e.value) or {}).items()
-                    if r.get("role") == "primary_master"]
-            if prim and old not in prim:
-                return e
-    return None
-
-
-def _judge_takeover(cluster, history, seen, start: float, bound, fault: str, mc_artifacts,
-                    record_figures, title: str) -> None:
-    """The lease moved within ``bound`` of ``start`` (``seen``: the first health snapshot
-    naming another primary), and traffic did not notice: no downtime beyond the margin, no
-    coreapp promotion, one connection per shard, no lost ack, one primary master at the end."""
-    takeover = round(seen.time - start, 3) if seen else None
-    assert takeover is not None, (
-        f"CHECK FAILED: no other primary master within {bound} after {fault}")
-    assert takeover <= float(bound), (
-        f"CHECK FAILED: lease takeover took {takeover:.3f}s > bound {bound}")
-    with phase("check"):
-        judge(history.events(), [
-            partial(downtime, bound=bounds.MARGIN),
-            partial(no_promotion, shard=0),
-            single_connected, no_lost_acks,
-            partial(primary_masters, last=3),
-        ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-            title=title, extra_figures={"promotion": takeover, "bound": float(bound)})
+#: What a master failover is judged by (besides harness.verdict.ALWAYS and the takeover time,
+#: ``takeover_within_bound``): traffic did not notice — no downtime beyond the margin, no
+#: coreapp promotion, one connection per shard, no lost ack — and one primary master at the
+#: end.
+CHECKS = (
+    ("downtime", {"bound": MARGIN}),
+    ("no_promotion", {"shard": 0}),
+    "single_connected",
+    "no_lost_acks",
+    ("primary_masters", {"last": 3}),
+)
 
 
 def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis, workload,
@@ -71,25 +51,10 @@ def test_kill_primary_master_secondary_takes_the_lease(cluster, history, nemesis
     message traffic is unaffected beyond the margin (coreapps do not need masters to serve);
     exactly one primary master afterwards."""
     label("failover", "master failover", "primary master killed")
-    t = cluster.spec.timing
-    bound = bounds.lease_takeover(t.lease_ttl)
-    with workload.running():
-        with phase("workload: warm up"):
-            warm_up(history)
-        old = cluster.primary_master()
-        f = Kill(old)
-        with phase(f"fault: kill {old} (primary master)"):
-            nemesis.start(f)
-            start = history.now()
-            seen = wait_history(history, lambda h: new_primary_master(h, old, start),
-                                float(bound) + 5, "another primary master")
-        with phase("traffic with the new primary master"):
-            hold(1)
-        with phase(f"heal: restart {old}"):
-            nemesis.heal(f)
-            settle(cluster, history)  # the end-state check needs the restarted master's answers
-    _judge_takeover(cluster, history, seen, start, bound, f"killing {old}", mc_artifacts,
-                    record_figures, "kill primary master")
+    run_failover(Failover(
+        title="kill primary master", fault=Kill, target=PRIMARY_MASTER, bound=lease_bound,
+        hold=1, checks=CHECKS, verify=takeover_within_bound("killing"),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis, workload,
@@ -102,29 +67,27 @@ def test_primary_master_frozen_mid_renewal_steps_down(cluster, history, nemesis,
     again (``exclusive_claims``, group ``lease``) and exactly one primary master remains."""
     label("failover", "master failover", "primary master frozen with a renewal in flight")
     t = cluster.spec.timing
-    bound = bounds.lease_takeover(t.lease_ttl)
     slow_ms = 600
-    with workload.running():
-        with phase("workload: warm up"):
-            warm_up(history)
-        old = cluster.primary_master()
-        with faulted(cluster, history, nemesis, Latency(f"{old}->db", latency=slow_ms),
-                     f"fault: {slow_ms} ms on every database answer to {old}"):
-            in_flight = wait_history(
-                history, lambda h: attempt_in_flight(cluster, old, "lease_attempt_for"),
-                2 * t.lease_ttl, f"a lease renewal in flight on {old}")
-            f = Pause(old)
-            with phase(f"fault: freeze {old} (renewal in flight: {in_flight})"):
-                nemesis.start(f)
-                start = history.now()
-                seen = wait_history(history, lambda h: new_primary_master(h, old, start),
-                                    float(bound) + 5, "another primary master")
-                hold(0.5)
-            with phase(f"heal: resume {old}; it must step down"):
-                nemesis.heal(f)
-                hold(t.lease_ttl / 3 + 1)  # past its next attempt, whose answer is slowed
-    _judge_takeover(cluster, history, seen, start, bound, f"freezing {old}", mc_artifacts,
-                    record_figures, "primary master frozen mid-renewal")
+    slow: list[Latency] = []
+
+    def renewal_in_flight(run: Run) -> None:
+        old = run.target
+        slow.append(Latency(f"{old}->db", latency=slow_ms))
+        with phase(f"fault: {slow_ms} ms on every database answer to {old}; wait until a "
+                   "lease renewal is in flight"):
+            nemesis.start(slow[0])
+            wait_history(history, lambda h: attempt_in_flight(cluster, old, "lease_attempt_for"),
+                         2 * t.lease_ttl, f"a lease renewal in flight on {old}")
+
+    def resumed_then_slow_link_healed(run: Run) -> None:
+        hold(t.lease_ttl / 3 + 1)  # past its next attempt, whose answer is slowed
+        nemesis.heal(slow[0])
+
+    run_failover(Failover(
+        title="primary master frozen mid-renewal", fault=Pause, target=PRIMARY_MASTER,
+        bound=lease_bound, hold=0.5, checks=CHECKS, aim=renewal_in_flight,
+        after_heal=resumed_then_slow_link_healed, verify=takeover_within_bound("freezing"),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_all_masters_down_api_keeps_serving(cluster, history, nemesis, workload,

@@ -27,6 +27,7 @@ from harness.checkers import (
     promotion,
     single_connected,
 )
+from harness.failover import BOUND, SHARD, Failover, partition_bound, run_failover
 from harness.nemesis.cut import Cut
 from harness.nemesis.latency import Latency
 from harness.verdict import judge
@@ -34,7 +35,7 @@ from harness.workload import Workload
 
 pytestmark = pytest.mark.failover
 
-# the webapp's forward timeout (multiconnect/webapp.py WebappOptions.message_timeout)
+# the webapp's forward timeout (multiconnect/webapp/handlers.py WebappOptions.message_timeout)
 MESSAGE_TIMEOUT = 2.0
 
 
@@ -135,24 +136,16 @@ def test_latency_above_unhealthy_interval_promotes(cluster, history, nemesis, wo
     label("failover", "network", "latency on master↔coreapp links above unhealthy_interval")
     t = cluster.spec.timing
     delay_ms = int((t.unhealthy_interval + t.heartbeat_interval) * 1000)
-    bound = bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
-                                      t.gateway_ping_timeout)
-    with workload.running():
-        warm_up(history)
-        pc = cluster.primary_coreapp(0)
-        with faulted(cluster, history, nemesis,
-                     Latency(_links_from_masters(cluster, pc), latency=delay_ms),
-                     f"fault: {delay_ms} ms latency on every master->{pc} link") as start:
-            wait_history(history, lambda h: new_connect(h, 0, pc, start), float(bound) + 5,
-                         "a new primary at the gateway")
-            hold(2)
-    judge(history.events(), [
-        partial(promotion, shard=0, bound=bound),
-        partial(downtime, bound=bound),
-        single_connected, no_lost_acks,
-    ], artifacts=mc_artifacts, secrets=cluster.secrets(), record=record_figures,
-        title=f"latency {delay_ms} ms > unhealthy_interval", extra_figures={
-            "latency_ms": delay_ms})
+    run_failover(Failover(
+        title=f"latency {delay_ms} ms > unhealthy_interval",
+        fault=lambda pc: Latency(_links_from_masters(cluster, pc), latency=delay_ms),
+        bound=partition_bound, hold=2, figures={"latency_ms": delay_ms}, checks=(
+            ("promotion", {"shard": SHARD, "bound": BOUND}),
+            ("downtime", {"bound": BOUND}),
+            "single_connected",
+            "no_lost_acks",
+        ),
+    ), cluster, history, nemesis, workload, mc_artifacts, record_figures)
 
 
 def test_flapping_links_no_promotion_churn(cluster, history, nemesis, workload, mc_artifacts,

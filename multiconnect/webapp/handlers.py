@@ -401,18 +401,23 @@ class Webapp(Sender):
         log.info("message %s: %s failed (%s), retrying on %s", msg_id, owner,
                  attempt.details, new_owner)
 
+    async def _call(self, method: str, url: str, body: Any, timeout: float) -> tuple[int, Any]:
+        """One HTTP request to a node: ``(status, JSON body or None)``; aiohttp's errors (and
+        ``TimeoutError``) propagate for the caller to classify."""
+        assert self.session is not None
+        async with self.session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(
+                total=timeout)) as resp:
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = None
+            return resp.status, data
+
     async def _post_message(self, owner: str, payload: dict[str, Any]) -> Attempt:
         url = f"http://{self.address_of(owner)}/internal/messages"
-        assert self.session is not None
         timeout = self.opts.message_timeout
         try:
-            async with self.session.post(url, json=payload, timeout=aiohttp.ClientTimeout(
-                    total=timeout)) as resp:
-                status = resp.status
-                try:
-                    data = await resp.json(content_type=None)
-                except ValueError:
-                    data = None
+            status, data = await self._call("POST", url, payload, timeout)
         except aiohttp.ClientConnectorError as e:  # never connected: certainly not sent
             return sender.unreachable(owner, e)
         except TimeoutError:
@@ -502,16 +507,9 @@ class Webapp(Sender):
         with contextlib.suppress(ApiError):
             await self.current_nodes()
         url = f"http://{self.address_of(holder)}{path}"
-        assert self.session is not None
         timeout = self.opts.master_timeout
         try:
-            async with self.session.request(method, url, json=body, timeout=aiohttp.ClientTimeout(
-                    total=timeout)) as resp:
-                status = resp.status
-                try:
-                    data = await resp.json(content_type=None)
-                except ValueError:
-                    data = None
+            status, data = await self._call(method, url, body, timeout)
         except aiohttp.ClientConnectorError as e:
             raise ApiError(503, E.NOT_PRIMARY_MASTER,
                            f"primary master {holder} unreachable: {e}") from None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from multiconnect.core.lease import LeaseCore
 from multiconnect.core.ownership import FENCE_MARGIN, OwnershipCore
-from multiconnect.timing import BOUND_MARGIN
+from multiconnect.timing import BOUND_MARGIN, Timing
 
 #: Seconds added to every protocol worst case (``multiconnect.timing.BOUND_MARGIN``, shared
 #: with the simulator). The only tuning knob of this module; rebinding it here changes the
@@ -112,6 +112,14 @@ def partition_failover(heartbeat_interval: float, unhealthy_interval: float,
     value = u + h + 2 * h + k + FENCE_SLACK + m
     return Bound(value, f"u + h + F + K + {f} + margin = {_g(u)} + {_g(h)} + 2*{_g(h)} + "
                         f"{_g(k)} + {f} + {_g(m)}")
+
+
+def chaos_settle(timing: Timing) -> float:
+    """Seconds a chaos run waits for the cluster to be live again after healing everything:
+    the partition failover bound (the slowest recovery any fault kind asks for) plus one lease
+    TTL (a master may have to take the lease first) plus 10 s."""
+    return float(partition_failover(timing.heartbeat_interval, timing.unhealthy_interval,
+                                    timing.gateway_ping_timeout)) + timing.lease_ttl + 10
 
 
 def db_failover(liveness_interval: float, stale_after: float,

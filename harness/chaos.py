@@ -220,10 +220,7 @@ class ChaosRunner:
         self.progress = progress
         # the gateway log's cursor: each execution records only new events
         self.gateway_since = getattr(cluster, "gateway_since", 0)
-        t = cluster.spec.timing
-        self.settle = float(bounds.partition_failover(
-            t.heartbeat_interval, t.unhealthy_interval, t.gateway_ping_timeout)) \
-            + t.lease_ttl + 10
+        self.settle = bounds.chaos_settle(cluster.spec.timing)
 
     def _sampler(self) -> SoakSampler:
         names = self.cluster.spec.all_nodes + ["gateway"]

@@ -419,14 +419,12 @@ def chaos_allowance(duration: float, shrink: float, timing: Timing) -> float:
     """Seconds a chaos test may need on top of the per-test timeout, from its settings.
 
     One execution: ``duration`` of faults, then up to ``settle`` for the recovery, with
-    ``settle`` the bound :class:`harness.chaos.ChaosRunner` waits (partition failover bound of
-    the timing + lease TTL + 10 s), another ``settle`` for a trial's ready wait, and
+    ``settle`` the bound :class:`harness.chaos.ChaosRunner` waits
+    (:func:`harness.bounds.chaos_settle`), another ``settle`` for a trial's ready wait, and
     :data:`CHAOS_EXECUTION_SLACK`. With shrinking on (``shrink`` > 0) the budget plus one more
     execution, since the last trial may start just inside the budget.
     """
-    settle = float(bounds.partition_failover(
-        timing.heartbeat_interval, timing.unhealthy_interval, timing.gateway_ping_timeout)) \
-        + timing.lease_ttl + 10
+    settle = bounds.chaos_settle(timing)
     execution = max(0.0, duration) + 2 * settle + CHAOS_EXECUTION_SLACK
     return execution + (shrink + execution if shrink > 0 else 0.0)
 

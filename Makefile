@@ -16,7 +16,7 @@ help:
 	@echo 'make test       set-up, then every test except the long randomized chaos runs'
 	@echo 'make setup      only set-up: Debian packages, $(VENV), report tools, Docker engine, images'
 	@echo 'make venv       only $(VENV) (Debian python3 -m venv + pip install -e ".[dev]")'
-	@echo 'make report     the HTML report from $(RESULTS) again (python -m harness.report_html)'
+	@echo 'make report     the HTML report from $(RESULTS) again (python -m harness.report.html)'
 	@echo 'make doctor     check the machine, say what is missing (python -m harness doctor)'
 	@echo 'make lint       ruff check .'
 	@echo 'By hand: . $(VENV)/bin/activate, then pytest -m ... / python -m harness ... (README).'
@@ -36,15 +36,15 @@ failover:
 	@echo '[failover] 1/3 set-up (scripts/setup.sh): Debian packages, $(VENV), report tools, Docker engine, images'
 	@echo '[failover]     first run ≈ 3-4 min (+ ≈ 2-5 min where Debian packages are still missing), later runs a few seconds'
 	@echo '[failover] 2/3 the failover suite on real clusters (pytest -m failover) ≈ 6-7 min'
-	@echo '[failover] 3/3 the HTML report (python -m harness.report_html) ≈ 10-30 s'
+	@echo '[failover] 3/3 the HTML report (python -m harness.report.html) ≈ 10-30 s'
 	$(SETUP)
 	@$(PYTEST) -m failover --alluredir=$(RESULTS) --clean-alluredir; tests=$$?; \
-	$(PY) -m harness.report_html $(RESULTS) -o $(HTML); report=$$?; \
+	$(PY) -m harness.report.html $(RESULTS) -o $(HTML); report=$$?; \
 	if [ $$tests = 0 ]; then echo "[failover] tests: passed"; \
 	else echo "[failover] tests: FAILED (pytest exited $$tests; summary above)"; fi; \
 	echo "[failover] Allure results: $(RESULTS)"; \
 	if [ $$report = 0 ]; then echo "[failover] report: $(HTML)/index.html (open from disk: file://$(CURDIR)/$(HTML)/index.html)"; \
-	else echo "[failover] FAILED: the HTML report (harness.report_html exited $$report) — the reason is printed above; the results stay in $(RESULTS); once fixed: make report"; fi; \
+	else echo "[failover] FAILED: the HTML report (harness.report.html exited $$report) — the reason is printed above; the results stay in $(RESULTS); once fixed: make report"; fi; \
 	if [ $$tests != 0 ]; then exit $$tests; fi; exit $$report
 
 # every test: unit tests, the roles' integration tests, harness tests, the failover suite
@@ -53,7 +53,7 @@ test: setup
 	$(PYTEST) -m "not chaos and not nightly"
 
 report: $(PY)
-	$(PY) -m harness.report_html $(RESULTS) -o $(HTML)
+	$(PY) -m harness.report.html $(RESULTS) -o $(HTML)
 
 doctor: $(PY)
 	$(PY) -m harness doctor

@@ -18,8 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.bounds import heartbeat_failover  # noqa: E402
-from harness.checkers import (  # noqa: E402
+from harness.history import Event  # noqa: E402
+from harness.judge.bounds import heartbeat_failover  # noqa: E402
+from harness.judge.checkers import (  # noqa: E402
     compose,
     downtime,
     media,
@@ -30,7 +31,6 @@ from harness.checkers import (  # noqa: E402
     promotion,
     single_connected,
 )
-from harness.history import Event  # noqa: E402
 
 SHARDS = 4
 RATE = 20  # sends per second, all shards together

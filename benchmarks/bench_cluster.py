@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.cluster import Cluster  # noqa: E402
-from harness.engine import ensure_engine  # noqa: E402
-from harness.images import ensure_images  # noqa: E402
+from harness.cluster.bringup import Cluster  # noqa: E402
+from harness.cluster.engine import ensure_engine  # noqa: E402
+from harness.cluster.images import ensure_images  # noqa: E402
 from harness.spec import topology  # noqa: E402
 
 PHASES = (("images", "network created"), ("infrastructure", "infrastructure up"),

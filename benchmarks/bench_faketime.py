@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import cleanup, images  # noqa: E402
-from harness.engine import ensure_engine  # noqa: E402
+from harness.cluster import cleanup, images  # noqa: E402
+from harness.cluster.engine import ensure_engine  # noqa: E402
 
 WORK = """
 import json, threading, time

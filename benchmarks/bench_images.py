@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import images  # noqa: E402
-from harness.engine import ensure_engine  # noqa: E402
+from harness.cluster import images  # noqa: E402
+from harness.cluster.engine import ensure_engine  # noqa: E402
 
 QUIET = lambda _line: None  # noqa: E731
 

@@ -1,7 +1,7 @@
 """Mutation score of the failover suite: how many broken builds in mutations/ it catches, how fast.
 
 Runs ``pytest -m failover -x`` against every mutant (or ``--only NAME …``) through
-:mod:`harness.mutation`, or reads results files of earlier runs (``--from
+:mod:`harness.mutation.suite`, or reads results files of earlier runs (``--from
 reports/mutation.json …``; merged, a later file's outcome of a mutant replacing an earlier
 one's), and prints the table, then: the score (caught / mutants), the same for the silent
 mutants (no client-visible symptom in the happy path), per layer, the median and longest
@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import mutation  # noqa: E402
-from harness.mutation import Outcome  # noqa: E402
+from harness.mutation import suite as mutation  # noqa: E402
+from harness.mutation.suite import Outcome  # noqa: E402
 
 
 def figures(outcomes: list[Outcome]) -> str:

@@ -50,11 +50,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pymysql  # noqa: E402
 import requests  # noqa: E402
 
-from harness.cluster import Cluster  # noqa: E402
+from harness.cluster.bringup import Cluster  # noqa: E402
+from harness.cluster.links import PORTS  # noqa: E402
 from harness.history import History  # noqa: E402
-from harness.links import PORTS  # noqa: E402
+from harness.run.workload import Workload  # noqa: E402
 from harness.spec import topology  # noqa: E402
-from harness.workload import Workload  # noqa: E402
 
 Sample = tuple[float, float | None]  # (monotonic time, latency or None = failed)
 PERIOD = 0.02

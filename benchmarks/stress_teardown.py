@@ -8,15 +8,15 @@ chaos test leaves them — a coreapp just killed (its exit and network
 leave still being processed by the engine), the gateway and a master paused — and tears the
 run down:
 
-- ``harness``: :func:`harness.cleanup.remove_run` (one container at a time, unpaused first);
+- ``harness``: :func:`harness.cluster.cleanup.remove_run` (one container at a time, unpaused first);
 - ``concurrent``: what the harness did before — every container force-removed at once from
   16 threads, paused ones included.
 
 After each teardown the engine must answer ``GET /networks`` within 10 s
-(:func:`harness.engine.check_answering`). A teardown or probe without answer is a *wedge*:
+(:func:`harness.cluster.engine.check_answering`). A teardown or probe without answer is a *wedge*:
 the script asks dockerd for its goroutine dump (SIGUSR1; dockerd writes it under
 /var/run/docker/), restarts the engine (only a dockerd this harness started;
-:func:`harness.engine.restart_engine`), sweeps the leftovers and goes on. It prints the
+:func:`harness.cluster.engine.restart_engine`), sweeps the leftovers and goes on. It prints the
 wedges per 100 cycles, and the networks left "with active endpoints" after all their
 containers were removed (another libnetwork fault of concurrent removals; swept once the
 engine restarts). Everything created carries the run label and is removed.
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import docker.errors  # noqa: E402
 
-from harness import cleanup  # noqa: E402
-from harness.cluster import Cluster  # noqa: E402
-from harness.engine import (  # noqa: E402
+from harness.cluster import cleanup  # noqa: E402
+from harness.cluster.bringup import Cluster  # noqa: E402
+from harness.cluster.engine import (  # noqa: E402
     EngineNotAnswering,
     answered,
     check_answering,
@@ -48,7 +48,7 @@ from harness.engine import (  # noqa: E402
     local_dockerd,
     restart_engine,
 )
-from harness.images import ensure_images  # noqa: E402
+from harness.cluster.images import ensure_images  # noqa: E402
 from harness.spec import topology  # noqa: E402
 
 CALL_TIMEOUT = 60.0

@@ -4,9 +4,9 @@ and outside tools.
 ``up`` starts a cluster, waits until ready, prints one JSON object (``--json``) and leaves it
 running (owner label ``keep``: the sweeper never touches it); ``down`` removes it; ``doctor``
 checks the machine without starting anything (``harness.doctor``); ``mutation`` runs the
-failover suite against each broken build in ``mutations/`` (``harness.mutation``, its own
+failover suite against each broken build in ``mutations/`` (``harness.mutation.suite``, its own
 options: ``python -m harness mutation --help``); ``mutation-sim`` runs the simulator against
-each of them (``harness.mutation_sim``).
+each of them (``harness.mutation.simulator``).
 
 The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
 is missing) under an interpreter without the project's packages, e.g. Debian's python3.
@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .spec import TIMINGS, SpecError, topology
+from harness.spec import TIMINGS, SpecError, topology
 
 
 def _progress(quiet: bool):
@@ -30,8 +30,8 @@ def _progress(quiet: bool):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from .cluster import Cluster, ClusterStartError
-    from .engine import EngineUnavailable
+    from harness.cluster.bringup import Cluster, ClusterStartError
+    from harness.cluster.engine import EngineUnavailable
     try:
         spec = topology(masters=args.masters, coreapps=args.coreapps, webapps=args.webapps,
                         shards=args.shards, timing=args.timing,
@@ -60,8 +60,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from . import cleanup
-    from .engine import ensure_engine
+    from harness.cluster import cleanup
+    from harness.cluster.engine import ensure_engine
     client = ensure_engine(_progress(args.quiet))
     ids = list(cleanup.runs(client)) if args.all else [args.run_id]
     if not args.all and not args.run_id:
@@ -74,8 +74,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
-    from . import cleanup
-    from .engine import ensure_engine
+    from harness.cluster import cleanup
+    from harness.cluster.engine import ensure_engine
     client = ensure_engine(_progress(True))
     for run_id, owner in sorted(cleanup.runs(client).items()):
         cs = client.api.containers(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
@@ -85,8 +85,8 @@ def cmd_ps(args: argparse.Namespace) -> int:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    from . import cleanup
-    from .engine import ensure_engine
+    from harness.cluster import cleanup
+    from harness.cluster.engine import ensure_engine
     client = ensure_engine(_progress(True))
     ids = [args.run_id] if args.run_id else sorted(cleanup.runs(client))
     for run_id in ids:
@@ -99,8 +99,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from .engine import ensure_engine
-    from .images import ensure_images
+    from harness.cluster.engine import ensure_engine
+    from harness.cluster.images import ensure_images
     client = ensure_engine(_progress(args.quiet))
     refs = ensure_images(client, progress=_progress(args.quiet))
     for name, ref in refs.items():
@@ -109,17 +109,17 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import main as doctor_main
+    from harness.doctor import main as doctor_main
     return doctor_main()
 
 
 def cmd_mutation(args: argparse.Namespace) -> int:
-    from .mutation import main as mutation_main
+    from harness.mutation.suite import main as mutation_main
     return mutation_main(args.args)
 
 
 def cmd_mutation_sim(args: argparse.Namespace) -> int:
-    from .mutation_sim import main as mutation_sim_main
+    from harness.mutation.simulator import main as mutation_sim_main
     return mutation_sim_main(args.args)
 
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.fn is cmd_doctor:
         return cmd_doctor(args)
-    from .engine import EngineUnavailable
+    from harness.cluster.engine import EngineUnavailable
     try:
         return args.fn(args)
     except EngineUnavailable as e:

@@ -6,9 +6,10 @@ check failed), with what to do under every one that is not ok:
 - ``venv``: the project's ``.venv`` exists, runs, was made by Debian's ``/usr/bin/python3``,
   and holds the project as set-up installed it (``pyproject.toml`` unchanged since).
 - ``engine``: is dockerd installed; does an engine answer ``GET /_ping`` and ``GET /networks``
-  within 10 s (:mod:`harness.engine`'s probe; a dockerd left stopped by SIGSTOP is named).
-- ``images``: every recipe's image is present under the tag :func:`harness.images.ensure_images`
-  looks for (:func:`harness.images.planned_refs`: the recipe hashes as they are now).
+  within 10 s (:mod:`harness.cluster.engine`'s probe; a dockerd left stopped by SIGSTOP is named).
+- ``images``: every recipe's image is present under the tag
+  :func:`harness.cluster.images.ensure_images` looks for
+  (:func:`harness.cluster.images.planned_refs`: the recipe hashes as they are now).
 - ``compose``: ``docker-compose`` (Debian, 1.29) or the ``docker compose`` plugin.
 - ``java``: Java >= 17 for the HTML report (Allure 2).
 - ``node``: Node and npm (Allure is installed from npm once), and whether Allure is installed.
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.report_html import JAVA_MIN, parse_java_major
+from harness.report.html import JAVA_MIN, parse_java_major
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_PYTHON = Path("/usr/bin/python3")
@@ -116,7 +117,7 @@ def check_venv(root: Path = REPO, *, active: bool | None = None, run: Run = subp
 
 @dataclass
 class EngineProbe:
-    """What the engine check asks of :mod:`harness.engine`; tests pass fakes."""
+    """What the engine check asks of :mod:`harness.cluster.engine`; tests pass fakes."""
 
     connect: Callable[[], Any]  # a client whose engine answers a ping, else None
     probe: Callable[[Any], None]  # raises EngineNotAnswering if /_ping or /networks hang
@@ -127,7 +128,7 @@ class EngineProbe:
 
     @classmethod
     def real(cls, timeout: float = PROBE_TIMEOUT, config: Any = None) -> EngineProbe:
-        from harness import engine
+        from harness.cluster import engine
 
         cfg = config or engine.EngineConfig()
         return cls(
@@ -192,7 +193,7 @@ def check_images(client: Any, planned: Callable[[], Mapping[str, str]] | None = 
     if client is None:
         return Check("images", "skip", "not checked: no engine answers")
     if planned is None:
-        from harness.images import planned_refs as planned
+        from harness.cluster.images import planned_refs as planned
     refs = planned()
     missing = []
     for name, ref in refs.items():
@@ -263,12 +264,12 @@ def check_node(*, which: Which = shutil.which, run: Run = subprocess.run,
     if not allure_installed():
         return Check("node", "warn", detail + "; Allure not installed yet",
                      "make setup installs it (or the first report does): python -m "
-                     "harness.report_html --install-only")
+                     "harness.report.html --install-only")
     return _ok("node", detail + "; Allure installed")
 
 
 def _allure_installed() -> bool:
-    from harness import report_html
+    from harness.report import html as report_html
     return report_html.allure_bin(report_html.cache_dir()).is_file()
 
 

@@ -13,7 +13,7 @@ safety list :data:`harness.verdict.ALWAYS`).
 
 A :class:`Failover` holds only what varies: the fault, its target, how the bound follows from
 the cluster's own :class:`~multiconnect.timing.Timing`, the shard, the hold, the checks by
-their registered name (:data:`harness.checkers.CHECKERS`) with parameters — :data:`BOUND`,
+their registered name (:data:`harness.judge.checkers.CHECKERS`) with parameters — :data:`BOUND`,
 :data:`SHARD`, :data:`MARGIN` and :data:`FAULT` stand for values known only when it runs —
 extra figures, and the hooks (each gets the :class:`Run`). It is checked when it is built: a
 bad field raises :class:`InvalidFailover` naming it.
@@ -32,11 +32,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import bounds, chaos
-from harness.api import health_nodes
-from harness.bounds import Bound
-from harness.checkers import Result, named_check
+from harness.chaos import runner as chaos
+from harness.cluster.api_client import health_nodes
 from harness.history import Event, History
+from harness.judge import bounds
+from harness.judge.bounds import Bound
+from harness.judge.checkers import Result, named_check
 from harness.nemesis import Fault
 from harness.verdict import Check, judge
 from multiconnect.timing import Timing
@@ -92,7 +93,7 @@ def hold(seconds: float) -> None:
 
 
 def settle(cluster: Any, history: History, timeout: float = 30.0, snapshots: int = 3) -> None:
-    """After the last heal: :func:`harness.chaos.settle` (ready within ``timeout`` s, else
+    """After the last heal: :func:`harness.chaos.runner.settle` (ready within ``timeout`` s, else
     ``WaitTimeout``; then ``snapshots`` more conclusive health snapshots, so end-state checks
     judge a settled cluster)."""
     done = chaos.settle(cluster, history, timeout=timeout, snapshots=snapshots,
@@ -149,7 +150,7 @@ class Ref:
 BOUND = Ref("bound")
 #: The record's shard.
 SHARD = Ref("shard")
-#: ``harness.bounds.MARGIN``, read when the checks are built (as the bounds read it).
+#: ``harness.judge.bounds.MARGIN``, read when the checks are built (as the bounds read it).
 MARGIN = Ref("margin")
 #: The id the nemesis gave the record's (first) fault.
 FAULT = Ref("fault")
@@ -180,7 +181,7 @@ def resolve(value: Any, values: Mapping[str, Any]) -> Any:
 
 
 def build_checks(specs: Sequence[CheckSpec], values: Mapping[str, Any]) -> list[Check]:
-    """The checks named by ``specs`` (:func:`harness.checkers.named_check`: a bare checker
+    """The checks named by ``specs`` (:func:`harness.judge.checkers.named_check`: a bare checker
     without parameters, else a ``functools.partial``), each :class:`Ref` replaced from
     ``values``, in the given order."""
     out: list[Check] = []
@@ -230,29 +231,29 @@ Hook = Callable[["Run"], None]
 
 
 def heartbeat_bound(t: Timing) -> Bound:
-    """:func:`harness.bounds.heartbeat_failover` of ``t`` (the primary coreapp is dead)."""
+    """:func:`harness.judge.bounds.heartbeat_failover` of ``t`` (the primary coreapp is dead)."""
     return bounds.heartbeat_failover(t.heartbeat_interval, t.unhealthy_interval,
                                      t.gateway_ping_timeout)
 
 
 def partition_bound(t: Timing) -> Bound:
-    """:func:`harness.bounds.partition_failover` of ``t`` (alive, cut from the masters)."""
+    """:func:`harness.judge.bounds.partition_failover` of ``t`` (alive, cut from the masters)."""
     return bounds.partition_failover(t.heartbeat_interval, t.unhealthy_interval,
                                      t.gateway_ping_timeout)
 
 
 def db_bound(t: Timing) -> Bound:
-    """:func:`harness.bounds.db_failover` of ``t`` (database liveness detection)."""
+    """:func:`harness.judge.bounds.db_failover` of ``t`` (database liveness detection)."""
     return bounds.db_failover(t.liveness_interval, t.stale_after)
 
 
 def lease_bound(t: Timing) -> Bound:
-    """:func:`harness.bounds.lease_takeover` of ``t`` (the primary master is gone)."""
+    """:func:`harness.judge.bounds.lease_takeover` of ``t`` (the primary master is gone)."""
     return bounds.lease_takeover(t.lease_ttl)
 
 
 def master_and_coreapp_bound(t: Timing) -> Bound:
-    """:func:`harness.bounds.master_and_coreapp_failover` of ``t`` (both primaries gone)."""
+    """:func:`harness.judge.bounds.master_and_coreapp_failover` of ``t`` (both primaries gone)."""
     return bounds.master_and_coreapp_failover(t.lease_ttl, t.liveness_interval, t.stale_after)
 
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
-from .checkers import (
+from harness.history import Event
+from harness.judge.checkers import (
     Result,
     db_record,
     exclusive_claims,
@@ -25,8 +25,8 @@ from .checkers import (
     promoted_live,
     refused_not_delivered,
 )
-from .history import Event
-from .scrub import Scrubber
+from harness.report import results as report
+from harness.report.scrub import Scrubber
 
 Check = Callable[[Sequence[Event]], Result]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .settings import ownership_ttl
 
-#: Seconds added to every protocol worst case (``harness.bounds.MARGIN``, the simulator's
+#: Seconds added to every protocol worst case (``harness.judge.bounds.MARGIN``, the simulator's
 #: bounds): request latency — the harness's 1 s client timeout (a request answered later
 #: counts as an outage of that length) plus one scheduling tick of the sender.
 BOUND_MARGIN = 1.5

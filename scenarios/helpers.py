@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from harness import chaos
+from harness.chaos import runner as chaos
 from harness.failover import hold as hold
 from harness.failover import new_connect as new_connect
 from harness.failover import phase as phase
@@ -38,7 +38,7 @@ def unknown_but_delivered(events: Any) -> int:
 
 
 def label(epic: str, feature: str, story: str, severity: str = "critical") -> None:
-    from harness.report import label_scenario
+    from harness.report.results import label_scenario
     label_scenario(epic, feature, story, severity)
 
 
@@ -51,7 +51,7 @@ def node_status(cluster: Any, name: str, timeout: float = 0.5) -> dict[str, Any]
     answer in time)."""
     import requests
 
-    from harness.workload import status_url
+    from harness.run.workload import status_url
     try:
         body = requests.get(status_url(cluster, name)(), timeout=timeout).json()
     except (requests.RequestException, ValueError):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 from helpers import label
 
-from harness.chaos import ChaosOptions, ChaosRunner, replay_command, safety_checks
+from harness.chaos.runner import ChaosOptions, ChaosRunner, replay_command, safety_checks
 from harness.verdict import judge
 
 pytestmark = [pytest.mark.chaos, pytest.mark.nightly]

@@ -7,8 +7,8 @@ from functools import partial
 import pytest
 from helpers import hold, label, phase, warm_up
 
-from harness import bounds
-from harness.checkers import (
+from harness.judge import bounds
+from harness.judge.checkers import (
     downtime,
     no_lost_acks,
     no_promotion,

@@ -13,8 +13,6 @@ from helpers import (
     wait_ready,
 )
 
-from harness.checkers.candidates import SLACK
-from harness.checkers.db_record import shard_change
 from harness.failover import (
     BOUND,
     MARGIN,
@@ -25,6 +23,8 @@ from harness.failover import (
     heartbeat_bound,
     run_failover,
 )
+from harness.judge.checkers.candidates import SLACK
+from harness.judge.checkers.db_record import shard_change
 from harness.nemesis.kill import Kill
 from harness.nemesis.latency import Latency
 from harness.nemesis.pause import Pause

@@ -17,8 +17,8 @@ from functools import partial
 import pytest
 from helpers import faulted, hold, label, phase, warm_up
 
-from harness import bounds
-from harness.checkers import connections_kept, downtime, no_lost_acks, single_connected
+from harness.judge import bounds
+from harness.judge.checkers import connections_kept, downtime, no_lost_acks, single_connected
 from harness.nemesis.engine_freeze import EngineFreeze
 from harness.verdict import judge
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from harness.checkers import downtime, find_fault, media, no_lost_acks
+from harness.judge.checkers import downtime, find_fault, media, no_lost_acks
 from harness.nemesis import (
     Bandwidth,
     Blackhole,
@@ -39,8 +39,8 @@ from harness.nemesis import (
     Split,
     Stop,
 )
+from harness.run.workload import MediaRoundTrip, Workload, api_factory, classify_exception, spread
 from harness.wait import wait_for
-from harness.workload import MediaRoundTrip, Workload, api_factory, classify_exception, spread
 
 pytestmark = pytest.mark.integration
 
@@ -426,7 +426,7 @@ def test_control_cut_ingress_downtime(cluster, nemesis, history, record_figures,
 # -- a seeded random schedule ----------------------------------------------------------------
 
 def test_random_schedule_runs_and_heals_everything(cluster, nemesis, history):
-    from harness.checkers import fault_windows
+    from harness.judge.checkers import fault_windows
     from harness.nemesis.schedule import random_schedule, run_schedule
 
     kinds = ("cut", "blackhole", "latency", "oneway", "pause", "isolate", "clock-skew")

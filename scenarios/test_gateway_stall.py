@@ -24,8 +24,8 @@ from functools import partial
 import pytest
 from helpers import faulted, hold, label, warm_up
 
-from harness import bounds
-from harness.checkers import (
+from harness.judge import bounds
+from harness.judge.checkers import (
     no_lost_acks,
     no_promotion,
     primary_masters,

@@ -17,14 +17,6 @@ from functools import partial
 import pytest
 from helpers import hold, label, phase, settle, warm_up
 
-from harness import bounds
-from harness.checkers import (
-    no_lost_acks,
-    no_promotion,
-    primary_masters,
-    recovery,
-    single_connected,
-)
 from harness.failover import (
     BOUND,
     FAULT,
@@ -36,6 +28,14 @@ from harness.failover import (
     run_failover,
 )
 from harness.history import Event
+from harness.judge import bounds
+from harness.judge.checkers import (
+    no_lost_acks,
+    no_promotion,
+    primary_masters,
+    recovery,
+    single_connected,
+)
 from harness.nemesis.blackhole import Blackhole
 from harness.nemesis.cut import Cut
 from harness.nemesis.kill import Kill

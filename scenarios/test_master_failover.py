@@ -7,14 +7,6 @@ from functools import partial
 import pytest
 from helpers import attempt_in_flight, hold, label, phase, settle, wait_history, warm_up
 
-from harness import bounds
-from harness.checkers import (
-    availability,
-    no_lost_acks,
-    no_promotion,
-    primary_masters,
-    single_connected,
-)
 from harness.failover import (
     MARGIN,
     PRIMARY_MASTER,
@@ -23,6 +15,14 @@ from harness.failover import (
     lease_bound,
     run_failover,
     takeover_within_bound,
+)
+from harness.judge import bounds
+from harness.judge.checkers import (
+    availability,
+    no_lost_acks,
+    no_promotion,
+    primary_masters,
+    single_connected,
 )
 from harness.nemesis.kill import Kill
 from harness.nemesis.latency import Latency

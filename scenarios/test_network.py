@@ -18,8 +18,9 @@ from helpers import (
     warm_up,
 )
 
-from harness import bounds
-from harness.checkers import (
+from harness.failover import BOUND, SHARD, Failover, partition_bound, run_failover
+from harness.judge import bounds
+from harness.judge.checkers import (
     downtime,
     no_lost_acks,
     no_promotion,
@@ -27,11 +28,10 @@ from harness.checkers import (
     promotion,
     single_connected,
 )
-from harness.failover import BOUND, SHARD, Failover, partition_bound, run_failover
 from harness.nemesis.cut import Cut
 from harness.nemesis.latency import Latency
+from harness.run.workload import Workload
 from harness.verdict import judge
-from harness.workload import Workload
 
 pytestmark = pytest.mark.failover
 

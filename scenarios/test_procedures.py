@@ -1,6 +1,6 @@
 """The operator procedures of the seed guide, run with docker-compose on ``fixtures/compose/``.
 
-Each test gets its own :class:`harness.compose.ComposeRun` (private copy of the files, a LAN
+Each test gets its own :class:`harness.cluster.compose.ComposeRun` (private copy of the files, a LAN
 without egress, unique project names) and tears everything down. Services are reached at
 the host's LAN address (published ports) or at container IPs on that LAN.
 """
@@ -17,8 +17,8 @@ import pymysql
 import pytest
 import requests
 
-from harness.api import ApiClient, ApiError, roles_from_health
-from harness.compose import (
+from harness.cluster.api_client import ApiClient, ApiError, roles_from_health
+from harness.cluster.compose import (
     NEW_VERSION,
     OLD_VERSION,
     ComposeMissing,
@@ -28,7 +28,7 @@ from harness.compose import (
     egress_rule_counters,
     ensure_versioned_images,
 )
-from harness.engine import ensure_engine
+from harness.cluster.engine import ensure_engine
 from harness.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.procedures]

@@ -9,9 +9,9 @@ from functools import partial
 import pytest
 from helpers import hold, label, phase, warm_up
 
-from harness import bounds
-from harness.checkers import downtime, no_lost_acks, no_promotion, single_connected
-from harness.cluster import DB_NAME
+from harness.cluster.bringup import DB_NAME
+from harness.judge import bounds
+from harness.judge.checkers import downtime, no_lost_acks, no_promotion, single_connected
 from harness.nemesis.stop import Stop
 from harness.verdict import judge
 from harness.wait import wait_for

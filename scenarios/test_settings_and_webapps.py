@@ -10,13 +10,13 @@ from functools import partial
 import pytest
 from helpers import SLOW_DETECTOR, hold, label, new_connect, phase, wait_history, warm_up
 
-from harness import bounds
-from harness.api import FailoverClient
-from harness.checkers import downtime, media, no_lost_acks, promotion, single_connected
+from harness.cluster.api_client import FailoverClient
+from harness.judge import bounds
+from harness.judge.checkers import downtime, media, no_lost_acks, promotion, single_connected
 from harness.nemesis.kill import Kill
+from harness.run.workload import MediaRoundTrip, Workload, api_factory
 from harness.verdict import judge
 from harness.wait import wait_for
-from harness.workload import MediaRoundTrip, Workload, api_factory
 
 pytestmark = pytest.mark.failover
 

@@ -9,8 +9,8 @@ from functools import partial
 import pytest
 from helpers import hold, label, new_connect, phase, wait_history, wait_ready, warm_up
 
-from harness import bounds
-from harness.checkers import downtime, media, no_lost_acks, recovery, single_connected
+from harness.judge import bounds
+from harness.judge.checkers import downtime, media, no_lost_acks, recovery, single_connected
 from harness.nemesis.db_outage import DbOutage
 from harness.nemesis.kill import Kill
 from harness.nemesis.nfs_outage import NfsOutage

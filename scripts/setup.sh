@@ -4,7 +4,7 @@
 #   venv      the project's virtual environment .venv (scripts/venv.sh: Debian's python3 -m venv,
 #             pip install -e ".[dev]"); nothing goes into the system Python
 #   report    the HTML report's tools: Java >= 17 (openjdk-17-jre-headless), Node/npm (nodejs,
-#             npm), then Allure 2 installed once from npm (python -m harness.report_html --install-only)
+#             npm), then Allure 2 installed once from npm (python -m harness.report.html --install-only)
 #   images    the Docker engine (started if needed) and every image, built locally (nothing pulled)
 #
 #   scripts/setup.sh                 all steps
@@ -130,8 +130,8 @@ import sys
 from importlib.metadata import entry_points, version
 import docker, pytest  # noqa: F401
 plugin = [ep.value for ep in entry_points(group="pytest11") if ep.name == "multiconnect_chaos"]
-if plugin != ["harness.plugin"]:
-    sys.exit(f"the pytest11 entry point multiconnect_chaos is {plugin}, not [harness.plugin]")
+if plugin != ["harness.pytest_plugin.plugin"]:
+    sys.exit(f"the pytest11 entry point multiconnect_chaos is {plugin}, not [harness.pytest_plugin.plugin]")
 v = version("docker")
 if int(v.split(".")[0]) < 7:
     sys.exit(f"docker {v} from {docker.__file__}: need >= 7 (PyPI)")
@@ -145,7 +145,7 @@ if [ $do_report = 1 ]; then
   say "report tools: Java $(java_major), Node $(node --version), npm $(npm --version); Allure from npm (first time ≈ 10 s)"
   step "installing the report's tools (Allure 2 via npm, Java >= 17)" \
        "the report cannot be made until this works; apt-get install -y openjdk-17-jre-headless nodejs npm (as root) if the message says one is missing" \
-       "$PY" -m harness.report_html --install-only
+       "$PY" -m harness.report.html --install-only
 fi
 
 # ------------------------------------------------------------------ engine and images

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.cluster import Node
-from harness.links import build_links
+from harness.cluster.bringup import Node
+from harness.cluster.links import build_links
 from harness.spec import Topology
 
 

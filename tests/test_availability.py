@@ -1,8 +1,8 @@
 """availability and recovery checkers on hand-written histories."""
 
-from harness.bounds import db_recovery
-from harness.checkers import availability, recovery
 from harness.history import make
+from harness.judge.bounds import db_recovery
+from harness.judge.checkers import availability, recovery
 
 
 def sends(rows):

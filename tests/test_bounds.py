@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness import bounds
-from harness.bounds import (
+from harness.judge import bounds
+from harness.judge.bounds import (
     Bound,
     db_failover,
     gateway_stall_recovery,

@@ -3,8 +3,8 @@ than a candidate may be silent (hand-written histories that must pass and must f
 
 from __future__ import annotations
 
-from harness.checkers import promoted_live
 from harness.history import make
+from harness.judge.checkers import promoted_live
 from harness.verdict import ALWAYS
 
 WINDOW = 2.5  # 2·h + 0.5 with h = 1

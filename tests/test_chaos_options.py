@@ -1,4 +1,4 @@
-"""harness.chaos: options, replay commands, schedule subsets and settling (no cluster)."""
+"""harness.chaos.runner: options, replay commands, schedule subsets and settling (no cluster)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness.chaos import (
+from harness.chaos.runner import (
     ChaosOptionError,
     ChaosOptions,
     conclusive,

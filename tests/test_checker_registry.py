@@ -7,10 +7,10 @@ from functools import partial
 
 import pytest
 
-import harness.checkers as checkers
-from harness.chaos import SAFETY, SOAK, safety_checks
-from harness.checkers import CHECKERS, Result, checker, named_check
+import harness.judge.checkers as checkers
+from harness.chaos.runner import SAFETY, SOAK, safety_checks
 from harness.history import make
+from harness.judge.checkers import CHECKERS, Result, checker, named_check
 
 
 def test_every_checker_is_registered_under_the_name_it_reports():

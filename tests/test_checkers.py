@@ -7,8 +7,9 @@ from functools import partial
 
 import pytest
 
-from harness.bounds import Bound
-from harness.checkers import (
+from harness.history import Event, make
+from harness.judge.bounds import Bound
+from harness.judge.checkers import (
     Result,
     compose,
     connections_kept,
@@ -23,7 +24,6 @@ from harness.checkers import (
     refused_not_delivered,
     single_connected,
 )
-from harness.history import Event, make
 
 # -- row builders -------------------------------------------------------------------------
 

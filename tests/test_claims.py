@@ -12,7 +12,8 @@ from functools import partial
 
 import pytest
 
-from harness.checkers import (
+from harness.history import Event, History
+from harness.judge.checkers import (
     CHECKERS,
     claims,
     db_record,
@@ -21,8 +22,7 @@ from harness.checkers import (
     promoted_live,
     refused_not_delivered,
 )
-from harness.history import Event, History
-from harness.observe import ClaimSampler, claim_of
+from harness.run.observers.claims import ClaimSampler, claim_of
 from harness.verdict import judge, with_always
 
 

@@ -1,4 +1,4 @@
-"""harness.cleanup._remove_network: the engine's late endpoint release is waited out, within
+"""harness.cluster.cleanup._remove_network: the engine's late endpoint release is waited out, within
 a bound; every other error is raised."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import docker.errors
 import pytest
 
-from harness.cleanup import _remove_network
+from harness.cluster.cleanup import _remove_network
 
 ACTIVE = 'error while removing network: network mcx id abc has active endpoints'
 

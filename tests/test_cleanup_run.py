@@ -1,5 +1,5 @@
-"""harness.cleanup.remove_run against a fake engine: one container removal at a time (dockerd
-20.10 deadlocks on concurrent ones), paused containers unpaused first, and an engine that
+"""harness.cluster.cleanup.remove_run against a fake engine: one container removal at a time
+(dockerd 20.10 deadlocks on concurrent ones), paused containers unpaused first, and an engine that
 stops answering gives one EngineNotAnswering naming what got no answer — no hang."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from harness.cleanup import remove_run
-from harness.engine import EngineNotAnswering
+from harness.cluster.cleanup import remove_run
+from harness.cluster.engine import EngineNotAnswering
 
 
 class FakeApi:

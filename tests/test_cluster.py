@@ -30,11 +30,11 @@ import pymysql
 import pytest
 import requests
 
-from harness import cleanup
-from harness.api import ApiClient, roles_from_health
-from harness.cluster import Cluster
-from harness.engine import ensure_engine
-from harness.links import build_links
+from harness.cluster import cleanup
+from harness.cluster.api_client import ApiClient, roles_from_health
+from harness.cluster.bringup import Cluster
+from harness.cluster.engine import ensure_engine
+from harness.cluster.links import build_links
 from harness.spec import topology
 
 pytestmark = pytest.mark.integration
@@ -45,10 +45,11 @@ START_TIMEOUT = 240.0  # generous: a 2-core machine shared with other work
 
 
 def _plugin_args() -> list[str]:
-    """``-p harness.plugin`` unless the installed package already loads it (entry point)."""
+    """``-p harness.pytest_plugin.plugin`` unless the installed package already loads it
+    (entry point)."""
     from importlib.metadata import entry_points
     installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
-    return [] if installed else ["-p", "harness.plugin"]
+    return [] if installed else ["-p", "harness.pytest_plugin.plugin"]
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +394,7 @@ def _dead_pid() -> int:
 
 
 def test_sweeper_removes_a_dead_owners_run_and_keeps_the_others(docker_client) -> None:
-    from harness.images import ensure_images
+    from harness.cluster.images import ensure_images
     node = ensure_images(docker_client, names=("base", "node"), progress=lambda _l: None)["node"]
     tag = uuid.uuid4().hex[:6]
     dead = {"run": f"mcsweepdead{tag}", "owner": f"{socket.gethostname()}:{_dead_pid()}"}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.checkers import db_record
 from harness.history import make
+from harness.judge.checkers import db_record
 from harness.verdict import ALWAYS
 
 T, SAFETY, EXTRA = 5.0, 0.9, 2.5

@@ -1,4 +1,4 @@
-"""The database's record (``harness.db_record``) against a real MariaDB server: per-node
+"""The database's record (``harness.cluster.db_record``) against a real MariaDB server: per-node
 accounts, the triggers, reading the record back, and ``db_record`` judging it — the roles'
 own statements pass; a promotion past the lease, a unit slip in the fence and an expiry cut
 to the second fail."""
@@ -12,9 +12,9 @@ import pymysql
 import pytest
 from local_cluster import local_mariadb, mariadb_binaries
 
-from harness import db_record as record
-from harness.checkers import db_record
+from harness.cluster import db_record as record
 from harness.history import make
+from harness.judge.checkers import db_record
 from multiconnect import db as dbq
 from multiconnect.config import DbConfig
 from multiconnect.db import Database

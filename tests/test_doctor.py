@@ -10,8 +10,10 @@ from types import SimpleNamespace
 import docker.errors
 import pytest
 
-from harness import doctor, engine, images, report_html
+from harness import doctor
+from harness.cluster import engine, images
 from harness.doctor import Check, EngineProbe
+from harness.report import html as report_html
 
 
 def _completed(stdout: str = "", stderr: str = "", rc: int = 0):

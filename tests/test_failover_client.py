@@ -10,7 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from harness.api import ApiClient, FailoverClient, health_nodes, node_name, roles_from_health
+from harness.cluster.api_client import (
+    ApiClient,
+    FailoverClient,
+    health_nodes,
+    node_name,
+    roles_from_health,
+)
 
 
 class _Answers(BaseHTTPRequestHandler):
@@ -114,7 +120,7 @@ def test_at_least_one_client_is_needed():
         FailoverClient([])
 
 
-# -- the /health answer, parsed once (harness.api) ------------------------------------------
+# -- the /health answer, parsed once (harness.cluster.api_client) ----------------------------------
 
 def test_health_keys_and_entries_are_parsed_once():
     body = {"health": {

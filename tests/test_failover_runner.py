@@ -20,16 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness import bounds, failover
-from harness.checkers import (
-    CHECKERS,
-    downtime,
-    no_lost_acks,
-    no_promotion,
-    primary_masters,
-    promotion,
-    single_connected,
-)
+from harness import failover
 from harness.failover import (
     BOUND,
     FAULT,
@@ -54,6 +45,16 @@ from harness.failover import (
     takeover_within_bound,
 )
 from harness.history import Event, make
+from harness.judge import bounds
+from harness.judge.checkers import (
+    CHECKERS,
+    downtime,
+    no_lost_acks,
+    no_promotion,
+    primary_masters,
+    promotion,
+    single_connected,
+)
 from harness.nemesis.cut import Cut
 from harness.nemesis.kill import Kill
 from harness.verdict import ALWAYS, with_always

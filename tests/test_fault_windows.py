@@ -1,4 +1,4 @@
-"""One reading of the nemesis's events: ``harness.checkers.base.fault_windows``.
+"""One reading of the nemesis's events: ``harness.judge.checkers.base.fault_windows``.
 
 The checkers and the timeline used to pair starts and heals each their own way; the cases
 below are where the two disagreed (checkers: a heal without id closed the latest open window
@@ -8,9 +8,9 @@ taken in the order given). The timeline now draws the checkers' windows (``fault
 
 from __future__ import annotations
 
-from harness.checkers import fault_windows, find_fault
 from harness.history import make
-from harness.timeline import build_model, fault_spans
+from harness.judge.checkers import fault_windows, find_fault
+from harness.report.timeline import build_model, fault_spans
 
 
 def nem(t: float, f: str, kind: str = "pause", targets=("m1",), fid: str | None = None,

@@ -1,13 +1,14 @@
-"""harness.checkers.growth and harness.soak: steady growth of memory / fds over a soak run."""
+"""harness.judge.checkers.growth and harness.run.observers.soak: steady growth of memory / fds
+over a soak run."""
 
 from __future__ import annotations
 
 import os
 import random
 
-from harness.checkers import no_steady_growth
 from harness.history import Event
-from harness.soak import node_pid, read_proc
+from harness.judge.checkers import no_steady_growth
+from harness.run.observers.soak import node_pid, read_proc
 
 MiB = 2**20
 

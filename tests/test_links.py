@@ -1,4 +1,4 @@
-"""The link table (harness.links): one toxiproxy proxy per connection, named ``src->dst``.
+"""The link table (harness.cluster.links): one toxiproxy proxy per connection, named ``src->dst``.
 
 Model: for a topology, ``<node>->db`` for every node; ``master-i->coreapp-j`` (heartbeat
 port); ``webapp-k->coreapp-j`` and ``webapp-k->master-i`` (internal port);
@@ -13,7 +13,7 @@ import itertools
 
 import pytest
 
-from harness.links import PORTS, LinkTable, build_links
+from harness.cluster.links import PORTS, LinkTable, build_links
 from harness.spec import Topology, topology
 
 TOPOLOGIES = [

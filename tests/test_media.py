@@ -559,9 +559,9 @@ def test_nfs_context_left_with_a_queued_rpc_is_never_destroyed() -> None:
     The store sets such contexts aside and destroys only contexts with an empty queue."""
     import json
 
-    from harness import cleanup
-    from harness.engine import ensure_engine
-    from harness.images import ensure_images
+    from harness.cluster import cleanup
+    from harness.cluster.engine import ensure_engine
+    from harness.cluster.images import ensure_images
 
     client = ensure_engine()
     node = ensure_images(client, names=("base", "node"), progress=lambda _l: None)["node"]

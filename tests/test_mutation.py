@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import mutation
-from harness.mutation import MutantError, Outcome
+from harness.mutation import suite as mutation
+from harness.mutation.suite import MutantError, Outcome
 
 HEADER = textwrap.dedent("""\
     Promise: S2

@@ -1,4 +1,4 @@
-"""``harness.mutation_sim``: which files the simulator runs, the table, and one real mutant
+"""``harness.mutation.simulator``: which files the simulator runs, the table, and one real mutant
 caught by the simulator (subprocesses on a scratch copy; seconds)."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import mutation, mutation_sim
-from harness.mutation_sim import SimOutcome
+from harness.mutation import simulator as mutation_sim
+from harness.mutation import suite as mutation
+from harness.mutation.simulator import SimOutcome
 
 
 def mutant(name: str) -> mutation.Mutant:

@@ -1,4 +1,4 @@
-"""The container plan of a cluster (harness.plan), read without Docker.
+"""The container plan of a cluster (harness.cluster.plan), read without Docker.
 
 Model: ``plan(topology, run_id, ...)`` lists the infrastructure (db, nfs with NFS media,
 toxiproxy, gateway) and then masters, coreapps and webapps; every container is
@@ -8,9 +8,9 @@ get the roles' environment (database and gateway through toxiproxy, the topology
 
 from __future__ import annotations
 
-from harness import cleanup
-from harness.links import build_links
-from harness.plan import (
+from harness.cluster import cleanup
+from harness.cluster.links import build_links
+from harness.cluster.plan import (
     DB_NAME,
     MEDIA_MOUNT,
     MEDIA_TIMEOUT,

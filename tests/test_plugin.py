@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from harness import report
-from harness.scrub import MASK
+from harness.report import results as report
+from harness.report.scrub import MASK
 
 pytest_plugins = ["pytester"]
 
@@ -77,10 +77,10 @@ def history(recovered_at, body="hello", error="no owner for shard 0"):
 SCENARIOS = '''
 from functools import partial
 
-from harness.checkers import downtime, no_lost_acks, single_connected
-from harness.cluster import ClusterStartError
-from harness.report import attach_container_logs, label_scenario
-from harness.scrub import Scrubber
+from harness.judge.checkers import downtime, no_lost_acks, single_connected
+from harness.cluster.bringup import ClusterStartError
+from harness.report.results import attach_container_logs, label_scenario
+from harness.report.scrub import Scrubber
 from harness.verdict import judge
 
 from scenario_lib import BOUND, SECRET, history
@@ -330,7 +330,7 @@ def test_secret_in_history_and_logs_never_reaches_the_results(project: pytest.Py
 FAILING_WITH_SECRETS = '''
 from functools import partial
 
-from harness.checkers import downtime
+from harness.judge.checkers import downtime
 from harness.verdict import judge
 
 from scenario_lib import BOUND, SECRET, history
@@ -368,11 +368,11 @@ def test_failing_judge_scrubs_its_message(project: pytest.Pytester) -> None:
 
 
 FAKE_CLUSTER = f'''
-"""A stand-in for harness.cluster.Cluster: the plugin's cluster path without Docker."""
+"""A stand-in for harness.cluster.bringup.Cluster: the plugin's cluster path without Docker."""
 import contextlib
 from pathlib import Path
 
-import harness.cluster
+import harness.cluster.bringup
 
 
 class FakeCluster:
@@ -416,7 +416,7 @@ class FakeCluster:
         return "<FakeCluster fake1>"
 
 
-harness.cluster.Cluster = FakeCluster
+harness.cluster.bringup.Cluster = FakeCluster
 
 
 def test_fails_on_a_cluster(cluster):
@@ -457,8 +457,8 @@ def test_failed_cluster_test_keeps_scrubbed_logs_and_environment(
 WEDGED_ENGINE = '''
 from pathlib import Path
 
-import harness.cluster
-from harness.engine import EngineNotAnswering
+import harness.cluster.bringup
+from harness.cluster.engine import EngineNotAnswering
 
 
 class WedgedCluster:
@@ -471,7 +471,7 @@ class WedgedCluster:
         raise EngineNotAnswering("engine not answering: GET /networks: no answer in 10 s")
 
 
-harness.cluster.Cluster = WedgedCluster
+harness.cluster.bringup.Cluster = WedgedCluster
 
 
 def test_first(cluster):
@@ -501,7 +501,7 @@ FLAKY = '''
 from functools import partial
 from pathlib import Path
 
-from harness.checkers import downtime
+from harness.judge.checkers import downtime
 from harness.verdict import judge
 
 from scenario_lib import BOUND, history
@@ -561,14 +561,14 @@ def test_summary_shows_a_retried_scenario_once(rerun_project: pytest.Pytester) -
 TOPOLOGY = '''
 import pytest
 
-import harness.cluster
+import harness.cluster.bringup
 
 
 @pytest.fixture(autouse=True)
 def no_cluster(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a cluster was started")
-    monkeypatch.setattr(harness.cluster.Cluster, "start", refuse)
+    monkeypatch.setattr(harness.cluster.bringup.Cluster, "start", refuse)
 
 
 @pytest.mark.topology(coreapps=5, shards=4)

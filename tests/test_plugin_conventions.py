@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from harness import plugin
+from harness.pytest_plugin import plugin
 from harness.spec import TIMINGS
 from multiconnect.sharding import ALLOWED_SHARD_COUNTS
 
@@ -91,7 +91,7 @@ DUMP_OPTIONS = '''
 import json
 from pathlib import Path
 
-from harness.plugin import OPTIONS
+from harness.pytest_plugin.plugin import OPTIONS
 
 
 def test_dump(request):
@@ -165,7 +165,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import plugin
+from harness.pytest_plugin import plugin
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from urllib.parse import quote
 
 import pytest
 
-from harness import report, report_html
 from harness.history import make
-from harness.scrub import MASK, Scrubber
+from harness.report import html as report_html
+from harness.report import results as report
+from harness.report.scrub import MASK, Scrubber
 
 SECRET = "Sup3r-S3cret!pw"
 REPO = Path(__file__).resolve().parents[1]
@@ -229,14 +230,14 @@ def test_write_categories_matches_the_checked_in_config(tmp_path):
     ("failed", "AssertionError: CHECK FAILED: promotion 41 s > 35 s\nassert False", "t", False,
      ["Product defect"]),
     ("failed", "Failed: CHECK FAILED: 2 lost", None, False, ["Product defect"]),
-    ("broken", "harness.cluster.ClusterStartError: db not ready in 60 s", "tb", False,
+    ("broken", "harness.cluster.bringup.ClusterStartError: db not ready in 60 s", "tb", False,
      ["Harness or environment error"]),
-    ("broken", "harness.images.ImageBuildError: step 3", "tb", False,
+    ("broken", "harness.cluster.images.ImageBuildError: step 3", "tb", False,
      ["Harness or environment error"]),
     ("broken", "requests.exceptions.ConnectionError: refused",
      "File docker/api/client.py\ndocker.errors.APIError: 500 Server Error", False,
      ["Harness or environment error"]),
-    ("broken", "harness.engine.EngineUnavailable: no /var/run/docker.sock", "", False,
+    ("broken", "harness.cluster.engine.EngineUnavailable: no /var/run/docker.sock", "", False,
      ["Harness or environment error"]),
     ("failed", "AssertionError: assert 2 == 3", "tb", False, ["Unclassified test failure"]),
     ("broken", "KeyError: 'x'", "tb", False, ["Unclassified test failure"]),

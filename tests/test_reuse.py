@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.reuse import ClusterPool, gateway_cursor
+from harness.cluster.reuse import ClusterPool, gateway_cursor
 from harness.spec import Topology
 
 

@@ -213,11 +213,11 @@ def test_failover_ends_with_the_suites_status_else_the_reports(tmp_path: Path, t
     if expected:
         assert re.search(rf"\] Error {expected}$", run.stderr, re.M), run.stderr
     assert "[failover] 1/3 set-up" in out and "6-7 min" in out  # what it does, how long
-    assert "fake pytest -m failover" in out and "fake report -m harness.report_html" in out
+    assert "fake pytest -m failover" in out and "fake report -m harness.report.html" in out
     if report == 0:
         assert f"[failover] report: {tmp_path}/html/index.html" in out
     else:
-        assert (f"[failover] FAILED: the HTML report (harness.report_html exited {report})"
+        assert (f"[failover] FAILED: the HTML report (harness.report.html exited {report})"
                 in out)
         assert f"the results stay in {tmp_path}/results" in out
     assert ("[failover] tests: passed" in out) == (tests == 0)
@@ -240,7 +240,7 @@ def _fake_go(path: Path, version: str) -> str:
 
 
 def test_the_toxiproxy_build_takes_the_first_go_that_is_new_enough(tmp_path: Path) -> None:
-    from harness import images
+    from harness.cluster import images
 
     old = _fake_go(tmp_path / "go119", "go1.19.8")  # Debian 12's golang-go
     new = _fake_go(tmp_path / "go123", "go1.23.5")  # bookworm-backports' golang-1.23-go
@@ -250,7 +250,7 @@ def test_the_toxiproxy_build_takes_the_first_go_that_is_new_enough(tmp_path: Pat
 
 
 def test_debian_codename_decides_whether_backports_go_is_offered(tmp_path: Path) -> None:
-    from harness import images
+    from harness.cluster import images
 
     rel = tmp_path / "os-release"
     rel.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')

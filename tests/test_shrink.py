@@ -1,10 +1,10 @@
-"""harness.shrink: the smallest failing subset of a schedule's steps, within a budget."""
+"""harness.chaos.shrink: the smallest failing subset of a schedule's steps, within a budget."""
 
 from __future__ import annotations
 
 import itertools
 
-from harness.shrink import shrink
+from harness.chaos.shrink import shrink
 
 
 def needs(*culprits: int):

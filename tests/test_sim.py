@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import bounds
+from harness.judge import bounds
 from multiconnect.core.ownership import Confirm, Gateway, OwnershipCore
 from multiconnect.db import NotPrimary
 from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule

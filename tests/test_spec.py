@@ -28,10 +28,11 @@ pytest_plugins = ["pytester"]
 
 
 def _plugin_args() -> list[str]:
-    """``-p harness.plugin`` unless the installed package already loads it (entry point)."""
+    """``-p harness.pytest_plugin.plugin`` unless the installed package already loads it
+    (entry point)."""
     from importlib.metadata import entry_points
     installed = any(ep.name == "multiconnect_chaos" for ep in entry_points(group="pytest11"))
-    return [] if installed else ["-p", "harness.plugin"]
+    return [] if installed else ["-p", "harness.pytest_plugin.plugin"]
 
 
 def test_defaults_are_two_masters_two_coreapps_one_webapp_one_shard_ci_timing() -> None:
@@ -194,7 +195,7 @@ def test_node_names_per_role() -> None:
 # --------------------------------------------------------------------------- plugin options
 
 SPY_CONFTEST = """
-import os, docker, harness.engine
+import os, docker, harness.cluster.engine
 
 def _spy(*a, **k):
     open(os.environ["MC_SPY_FILE"], "a").write("docker called\\n")
@@ -202,7 +203,7 @@ def _spy(*a, **k):
 
 docker.from_env = _spy
 docker.DockerClient.__init__ = _spy
-harness.engine.ensure_engine = _spy
+harness.cluster.engine.ensure_engine = _spy
 """
 
 CLUSTER_TEST = """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.history import make
-from harness.timeline import (
+from harness.report.timeline import (
     CONNECTED,
     NOT_CONNECTED,
     PRIMARY,

@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 import requests
 
-from harness.checkers import media as media_checker
-from harness.checkers import pair_ops
 from harness.history import History
-from harness.observe import DbRecorder, GatewayRecorder, HealthPoller, ShardMapPoller
-from harness.workload import (
+from harness.judge.checkers import media as media_checker
+from harness.judge.checkers import pair_ops
+from harness.run.observers.db_record import DbRecorder
+from harness.run.observers.gateway import GatewayRecorder
+from harness.run.observers.health import HealthPoller
+from harness.run.observers.shard_map import ShardMapPoller
+from harness.run.workload import (
     MediaRoundTrip,
     MessageSender,
     RecipientStream,

@@ -1,13 +1,13 @@
 """Engine freeze: stop the Docker engine's process (SIGSTOP on ``dockerd``); heal resumes it.
 
 Nothing of the cluster's data path may depend on the engine: containers keep running, and
-names resolve from each container's ``/etc/hosts`` (harness.addresses), not from the engine's
-embedded DNS server. A frozen engine stands for a busy one (a container start or removal
-holding its network locks, a long garbage collection): while it lasts, the engine answers
-no API call, so the harness must not use Docker until the heal (the workload and observers
-do not). Needs the engine on this machine and the right to signal it; anywhere else the
-fault is skipped. Not part of the random chaos kinds. A run killed while the engine is frozen
-leaves it stopped: the next ``ensure_engine`` resumes it.
+names resolve from each container's ``/etc/hosts`` (harness.cluster.addresses), not from the
+engine's embedded DNS server. A frozen engine stands for a busy one (a container start or removal
+holding its network locks, a long garbage collection): while it lasts, the engine answers no API
+call, so the harness must not use Docker until the heal (the workload and observers do not). Needs
+the engine on this machine and the right to signal it; anywhere else the fault is skipped. Not part
+of the random chaos kinds. A run killed while the engine is frozen leaves it stopped: the next
+``ensure_engine`` resumes it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from harness.engine import local_dockerd
+from harness.cluster.engine import local_dockerd
 from harness.nemesis import Fault, FaultContext, FaultSkipped, register
 
 

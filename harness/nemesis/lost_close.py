@@ -20,8 +20,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from harness.engine import local_dockerd
-from harness.links import PORTS
+from harness.cluster.engine import local_dockerd
+from harness.cluster.links import PORTS
 from harness.nemesis import Fault, FaultContext, FaultSkipped, register
 from harness.nemesis.common import container
 

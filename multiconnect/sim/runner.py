@@ -41,7 +41,7 @@ def recovery_bound(t: Timing) -> float:
 
 
 def failover_bound(cfg: SimConfig, t: Timing | None = None) -> tuple[float, str]:
-    """The documented bound (harness.bounds) for a killed primary coreapp, under the preset's
+    """The documented bound (harness.judge.bounds) for a killed primary coreapp, under the preset's
     settings or those of ``t``."""
     t = t or cfg.timing
     h, u, k = t.heartbeat_interval, t.unhealthy_interval, t.gateway_ping_timeout

@@ -1,0 +1,1 @@
+"""Nightly chaos: seeded runs of fault schedules, shrinking a failing schedule, replay."""

@@ -1,0 +1,3 @@
+"""Stage 5, the judgement: pure checkers over the history, bounds from the cluster's own
+settings, the verdict that runs them.
+"""

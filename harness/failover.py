@@ -38,7 +38,7 @@ from harness.history import Event, History
 from harness.judge import bounds
 from harness.judge.bounds import Bound
 from harness.judge.checkers import Result, named_check
-from harness.nemesis import Fault
+from harness.nemesis.base import Fault
 from harness.verdict import Check, judge
 from multiconnect.timing import Timing
 

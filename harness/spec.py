@@ -11,22 +11,17 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from multiconnect.config import TEST_BREAKS
-from multiconnect.sharding import ALLOWED_SHARD_COUNTS
 from multiconnect.timing import TIMINGS, Timing
+from multiconnect.topology import TopologyError, check_counts, check_int
 
 DB_ENGINES = ("mariadb", "mysql")
 MEDIA_BACKENDS = ("nfs", "volume")
 IMAGE_ROLES = ("db", "nfs", "toxiproxy", "node")
 
 
-class SpecError(ValueError):
-    """One invalid field: names it, the value, and what is allowed."""
-
-    def __init__(self, field_name: str, value: Any, allowed: str) -> None:
-        super().__init__(f"topology field {field_name!r} = {value!r} is invalid: {allowed}")
-        self.field = field_name
-        self.value = value
-        self.allowed = allowed
+class SpecError(TopologyError):
+    """One invalid field of a topology: names it, the value, and what is allowed (the counts'
+    rules are :func:`multiconnect.topology.check_counts`, shared with the simulator)."""
 
 
 @dataclass(frozen=True)
@@ -84,28 +79,20 @@ class Topology:
         return validate(new)
 
 
-def _int_at_least(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise SpecError(name, value, f"an integer from {lo} to {hi}")
-
-
 def validate(t: Topology) -> Topology:
-    _int_at_least("masters", t.masters, 1, 9)
-    _int_at_least("coreapps", t.coreapps, 1, 40)
-    _int_at_least("webapps", t.webapps, 1, 9)
-    if isinstance(t.shards, bool) or not isinstance(t.shards, int) \
-            or t.shards not in ALLOWED_SHARD_COUNTS:
-        raise SpecError("shards", t.shards,
-                        f"one of {', '.join(map(str, ALLOWED_SHARD_COUNTS))}")
-    if t.coreapps < t.shards:
-        raise SpecError("coreapps", t.coreapps,
-                        f"at least shards ({t.shards}); for X failures run shards + X")
+    """``t`` if every field is valid, else :class:`SpecError` for the first invalid one."""
     tm = t.timing
-    if not isinstance(tm, Timing):
-        raise SpecError("timing", tm, "a Timing, or through topology()/with_() a preset name: "
-                        + ", ".join(TIMINGS))
-    _int_at_least("heartbeat_interval", tm.heartbeat_interval, 1, 600)
-    _int_at_least("unhealthy_interval", tm.unhealthy_interval, 2, 3600)
+    try:
+        check_counts(t.masters, t.coreapps, t.webapps, t.shards)
+        if not isinstance(tm, Timing):
+            raise SpecError("timing", tm, "a Timing, or through topology()/with_() a preset "
+                            "name: " + ", ".join(TIMINGS))
+        check_int("heartbeat_interval", tm.heartbeat_interval, 1, 600)
+        check_int("unhealthy_interval", tm.unhealthy_interval, 2, 3600)
+    except SpecError:
+        raise
+    except TopologyError as e:
+        raise SpecError(e.field, e.value, e.allowed) from None
     if tm.unhealthy_interval < 2 * tm.heartbeat_interval:
         raise SpecError("unhealthy_interval", tm.unhealthy_interval,
                         f"at least 2 × heartbeat_interval ({2 * tm.heartbeat_interval})")

@@ -20,25 +20,23 @@ import pytest
 import requests
 
 from harness.judge.checkers import downtime, find_fault, media, no_lost_acks
-from harness.nemesis import (
-    Bandwidth,
-    Blackhole,
-    Bridge,
-    ClockSkew,
-    Cut,
-    DbOutage,
-    Isolate,
-    Kill,
-    Latency,
-    LostClose,
-    NfsOutage,
-    Oneway,
-    Pause,
-    Reset,
-    Restart,
-    Split,
-    Stop,
-)
+from harness.nemesis.bandwidth import Bandwidth
+from harness.nemesis.blackhole import Blackhole
+from harness.nemesis.bridge import Bridge
+from harness.nemesis.clock_skew import ClockSkew
+from harness.nemesis.cut import Cut
+from harness.nemesis.db_outage import DbOutage
+from harness.nemesis.isolate import Isolate
+from harness.nemesis.kill import Kill
+from harness.nemesis.latency import Latency
+from harness.nemesis.lost_close import LostClose
+from harness.nemesis.nfs_outage import NfsOutage
+from harness.nemesis.oneway import Oneway
+from harness.nemesis.pause import Pause
+from harness.nemesis.reset import Reset
+from harness.nemesis.restart import Restart
+from harness.nemesis.split import Split
+from harness.nemesis.stop import Stop
 from harness.run.workload import MediaRoundTrip, Workload, api_factory, classify_exception, spread
 from harness.wait import wait_for
 

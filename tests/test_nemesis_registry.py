@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 import harness.nemesis as nemesis
-from harness.nemesis import REGISTRY, Fault, fault_from_dict, register, registry
-from harness.nemesis.registry import Draw, node_selectors
+from harness.nemesis import registry
+from harness.nemesis.base import Fault
+from harness.nemesis.draw import Draw, node_selectors
+from harness.nemesis.registry import REGISTRY, fault_from_dict, register
 from harness.nemesis.schedule import ALL_KINDS, make_fault, random_schedule
 from harness.spec import Topology
 
@@ -185,7 +187,9 @@ def test_a_new_fault_module_is_found_without_touching_any_other_file(tmp_path, m
     (tmp_path / "meteor.py").write_text(textwrap.dedent('''
         from dataclasses import dataclass
 
-        from harness.nemesis import Draw, Fault, register
+        from harness.nemesis.base import Fault
+        from harness.nemesis.draw import Draw
+        from harness.nemesis.registry import register
 
 
         @register

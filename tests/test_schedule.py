@@ -10,29 +10,20 @@ from typing import ClassVar
 import pytest
 
 from harness.history import History
-from harness.nemesis import (
-    REGISTRY,
-    Blackhole,
-    Bridge,
-    ClockSkew,
-    Cut,
-    DbOutage,
-    Fault,
-    FaultConflict,
-    FaultSkipped,
-    HealError,
-    Isolate,
-    Kill,
-    Latency,
-    Nemesis,
-    NfsOutage,
-    Oneway,
-    Pause,
-    Split,
-    Stop,
-    fault_from_dict,
-)
-from harness.nemesis.clock_skew import offset_text
+from harness.nemesis import Nemesis
+from harness.nemesis.base import Fault, FaultConflict, FaultSkipped, HealError
+from harness.nemesis.blackhole import Blackhole
+from harness.nemesis.bridge import Bridge
+from harness.nemesis.clock_skew import ClockSkew, offset_text
+from harness.nemesis.cut import Cut
+from harness.nemesis.db_outage import DbOutage
+from harness.nemesis.isolate import Isolate
+from harness.nemesis.kill import Kill
+from harness.nemesis.latency import Latency
+from harness.nemesis.nfs_outage import NfsOutage
+from harness.nemesis.oneway import Oneway
+from harness.nemesis.pause import Pause
+from harness.nemesis.registry import REGISTRY, fault_from_dict
 from harness.nemesis.schedule import (
     ALL_KINDS,
     Schedule,
@@ -41,6 +32,8 @@ from harness.nemesis.schedule import (
     run_schedule,
     sequence,
 )
+from harness.nemesis.split import Split
+from harness.nemesis.stop import Stop
 from harness.spec import Topology
 from tests.fakes_cluster import FakeCluster
 

@@ -28,10 +28,11 @@ from multiconnect.db import NotPrimary
 from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
 from multiconnect.sim.__main__ import main
-from multiconnect.sim.cluster import TIMINGS, Cluster
+from multiconnect.sim.cluster import Cluster
 from multiconnect.sim.net import EOF, Conn, Net
 from multiconnect.sim.scenario import Scenario
 from multiconnect.sim.world import Endpoint, World
+from multiconnect.timing import TIMINGS
 
 CI_SEEDS = range(0, 12)
 BASE = SimConfig()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 from harness.nemesis.split import cut_between, halves
 
 

@@ -22,8 +22,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
 from harness.nemesis.common import container, status
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 
 OFFSET_FILE = "/run/faketime/offset"
 MODES = ("jump", "drift")

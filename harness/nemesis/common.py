@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from harness.nemesis import FaultSkipped
+from harness.nemesis.base import FaultSkipped
 
 if TYPE_CHECKING:
-    from harness.nemesis import Fault, FaultContext
+    from harness.nemesis.base import Fault, FaultContext
 
 STATEFUL = ("db", "nfs", "toxiproxy")
 STREAMS = ("upstream", "downstream")

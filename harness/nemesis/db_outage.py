@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
 from harness.nemesis.common import add_toxics, container, remove_toxics, status
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 
 VARIANTS = ("links", "blackhole", "pause", "stop")
 

@@ -17,7 +17,8 @@ import signal
 from dataclasses import dataclass
 
 from harness.cluster.engine import local_dockerd
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
+from harness.nemesis.registry import register
 
 
 @register

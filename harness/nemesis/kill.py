@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, register
+from harness.nemesis.base import Fault, FaultContext
 from harness.nemesis.common import container, ensure_running, take_node
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 
 
 @register

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, as_tuple, register
+from harness.nemesis.base import Fault, FaultContext, as_tuple
 from harness.nemesis.common import add_toxics, remove_toxics
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 
 
 @register

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from harness.cluster.engine import local_dockerd
 from harness.cluster.links import PORTS
-from harness.nemesis import Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
 from harness.nemesis.common import container
+from harness.nemesis.registry import register
 
 FLAGS = ("FIN", "RST")
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, register
+from harness.nemesis.base import Fault, FaultContext
 from harness.nemesis.db_outage import outage_heal, outage_start
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 from harness.spec import Topology
 
 

@@ -1,6 +1,6 @@
 """The fault kinds: each fault module registers its own, the registry finds them all.
 
-Model. A fault kind is one module of this package holding a :class:`~harness.nemesis.Fault`
+Model. A fault kind is one module of this package holding a :class:`~harness.nemesis.base.Fault`
 subclass decorated with :func:`register`. The class declares all that the rest of the
 harness needs to know about it:
 
@@ -16,22 +16,18 @@ harness needs to know about it:
 :func:`discover` imports every module of the package (``pkgutil``), so a kind exists as soon
 as its file does. ``harness.nemesis`` runs it on import, and every look-up here runs it
 first, so none depends on which module was imported first. This module imports no fault
-module statically; fault modules import it (through ``harness.nemesis``).
+module statically; fault modules import it, :mod:`harness.nemesis.base` (the fault model) and
+:mod:`harness.nemesis.draw` (what a schedule hands them).
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-import random
 import sys
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from harness.spec import Topology
-
-if TYPE_CHECKING:
-    from harness.nemesis import Fault
+from harness.nemesis.base import Fault
 
 PACKAGE = __name__.rpartition(".")[0]
 
@@ -86,53 +82,3 @@ def fault_from_dict(d: dict[str, Any]) -> Fault:
     """Rebuild a fault from :meth:`Fault.spec` (``{"fault": kind, **fields}``)."""
     d = dict(d)
     return fault_class(d.pop("fault")).from_dict(d)
-
-
-# -- what a random schedule hands a kind to draw one fault ------------------------------------
-
-def node_selectors(t: Topology) -> list[str]:
-    """The node selectors random schedules aim at on ``t`` (roles, resolved at fault time)."""
-    sel = [f"primary-coreapp:{s}" for s in range(t.shards)] + ["primary-master"]
-    if t.coreapps > t.shards:
-        sel.append("secondary-coreapp")
-    if t.masters > 1:
-        sel.append("secondary-master")
-    sel += [f"webapp:{k}" for k in range(1, t.webapps + 1)]
-    return sel
-
-
-def link_selectors(t: Topology) -> list[str]:
-    """The link selectors random schedules aim at on ``t``."""
-    out = []
-    for s in range(t.shards):
-        pc = f"primary-coreapp:{s}"
-        out += [f"{pc}->db", f"{pc}->gateway", f"primary-master->{pc}"]
-        if t.masters > 1:
-            out.append(f"secondary-master->{pc}")
-        out += [f"webapp:{k}->{pc}" for k in range(1, t.webapps + 1)]
-    out += ["primary-master->db"] + [f"client->webapp:{k}" for k in range(1, t.webapps + 1)]
-    if t.media == "nfs":
-        out += [f"webapp:{k}->nfs" for k in range(1, t.webapps + 1)]
-    return out
-
-
-@dataclass(frozen=True)
-class Draw:
-    """One draw of a random schedule: its seeded RNG (every random choice comes from it, in
-    a fixed order), the topology, the step's duration and the selectors the topology offers."""
-
-    rng: random.Random
-    topology: Topology
-    duration: float
-
-    @property
-    def nodes(self) -> list[str]:
-        return node_selectors(self.topology)
-
-    @property
-    def links(self) -> list[str]:
-        return link_selectors(self.topology)
-
-    def seed(self) -> int:
-        """A seed for a fault that shuffles by itself (split halves)."""
-        return self.rng.randrange(2**31)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.nemesis import Fault, FaultContext, as_tuple, register
+from harness.nemesis.base import Fault, FaultContext, as_tuple
 from harness.nemesis.common import add_toxics, remove_toxics
+from harness.nemesis.registry import register
 
 
 @register

@@ -21,16 +21,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.nemesis import PROCESS, Fault, FaultSkipped, Nemesis
-from harness.nemesis.registry import (
-    REGISTRY,
-    Draw,
-    chaos_kinds,
-    fault_class,
-    fault_from_dict,
-    link_selectors,
-    node_selectors,
-)
+from harness.nemesis import PROCESS, Nemesis
+from harness.nemesis.base import Fault, FaultSkipped
+from harness.nemesis.draw import Draw, link_selectors, node_selectors
+from harness.nemesis.registry import REGISTRY, chaos_kinds, fault_class, fault_from_dict
 from harness.spec import Topology
 
 __all__ = ["ALL_KINDS", "Schedule", "Step", "StepOutcome", "link_selectors", "make_fault",

@@ -13,7 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.nemesis import Draw, Fault, FaultContext, FaultSkipped, register
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped
+from harness.nemesis.draw import Draw
+from harness.nemesis.registry import register
 
 
 def halves(nodes: Sequence[str], seed: int | None) -> tuple[list[str], list[str]]:

@@ -9,7 +9,6 @@ fault schedules; invariants are checked as it runs. See docs/simulator.md and
 """
 
 from . import _compat  # noqa: F401 - first: lets Python 3.9 (pypy3) import the cores
-from .cluster import FAULT_KINDS, TEST_BREAKS, TIMINGS, SimConfig, Timing
 from .invariants import Violation
 from .runner import (
     Result,
@@ -20,6 +19,7 @@ from .runner import (
     run_schedule,
     shrink,
 )
+from .simconfig import FAULT_KINDS, TEST_BREAKS, TIMINGS, SimConfig, Timing
 
 __all__ = [
     "FAULT_KINDS", "TEST_BREAKS", "TIMINGS", "Result", "SimConfig", "Timing", "Violation",

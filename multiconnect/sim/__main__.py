@@ -11,9 +11,10 @@ import time
 from dataclasses import replace
 
 from ..config import TEST_BREAKS
-from .cluster import FAULT_KINDS, NET_MODELS, TIMINGS, SimConfig
+from ..timing import TIMINGS
 from .report import Summary
 from .runner import Result, replay_command, run_schedule, shrink
+from .simconfig import FAULT_KINDS, NET_MODELS, SimConfig
 
 
 def _ints(text: str) -> tuple[int, ...]:

@@ -1,4 +1,4 @@
-"""Configuration and assembly of one simulated cluster.
+"""Assembly of one simulated cluster (its configuration: :mod:`.simconfig`).
 
 Endpoints: ``master-N``, ``coreapp-N``, ``webapp-N``, ``db``, ``gateway``. Links (who opens
 connections to whom, as in the harness): ``*->db``, ``master-i->coreapp-j`` (heartbeats),
@@ -8,72 +8,19 @@ from ``±drift`` (fencing.md A1 when ≤ 1 %).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..config import TEST_BREAKS
 from ..settings import Settings
-from ..sharding import ALLOWED_SHARD_COUNTS
-from ..timing import TIMINGS, Timing  # noqa: F401 - re-exported
 from .coreapp import CoreappProc
 from .db import SimDatabase
 from .gateway import SimGateway
 from .invariants import Checker
 from .master import MasterProc
-from .net import Net
+from .net import Link, Net
 from .nodes import DbServer, SimHost
+from .simconfig import SimConfig
 from .webapp import WebappProc
 from .world import World
 
-# the presets are shared with the Docker harness (harness.spec)
-
-FAULT_KINDS = ("kill", "pause", "cut", "blackhole", "oneway", "isolate", "latency", "loss",
-               "db-outage", "db-slow", "clock-skew", "gateway-pause", "settings")
-NET_MODELS = ("toxiproxy", "tcp")
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    seed: int = 0
-    minutes: float = 10.0
-    masters: int = 2
-    coreapps: int = 3
-    shards: int = 2
-    webapps: int = 1
-    timing_name: str = "documented"
-    faults: tuple[str, ...] = FAULT_KINDS
-    fault_rate: float = 4.0          # faults started per simulated minute
-    drift: float = 0.01              # clock rates within 1 ± drift
-    a3_cap: float = 0.25             # max extra one-way delay on coreapp->gateway links
-    send_rate: float = 0.5           # messages per second per webapp
-    breaks: str = ""
-    net: str = "toxiproxy"           # link semantics: "toxiproxy" or "tcp" (see net.py)
-    only_faults: tuple[int, ...] | None = None
-    failover: bool = True
-
-    @property
-    def timing(self) -> Timing:
-        return TIMINGS[self.timing_name]
-
-    def validate(self) -> SimConfig:
-        if self.masters < 1 or self.coreapps < 1 or self.webapps < 0:
-            raise ValueError("need at least 1 master and 1 coreapp")
-        if self.shards not in ALLOWED_SHARD_COUNTS:
-            raise ValueError("shards must be one of "
-                             + ", ".join(map(str, ALLOWED_SHARD_COUNTS)))
-        if self.timing_name not in TIMINGS:
-            raise ValueError(f"timing must be one of {', '.join(TIMINGS)}")
-        bad = [f for f in self.faults if f not in FAULT_KINDS]
-        if bad:
-            raise ValueError(f"unknown fault kind {bad[0]!r}; known: {', '.join(FAULT_KINDS)}")
-        if self.breaks and self.breaks not in TEST_BREAKS:
-            raise ValueError(f"break must be one of {', '.join(TEST_BREAKS)}")
-        if self.net not in NET_MODELS:
-            raise ValueError(f"net must be one of {', '.join(NET_MODELS)}")
-        if not 0 <= self.drift < 1:
-            raise ValueError("drift must be in [0, 1)")
-        if self.minutes <= 0 or self.send_rate <= 0 or self.fault_rate < 0:
-            raise ValueError("minutes and send rate must be > 0, fault rate >= 0")
-        return self
+# the node modules see a cluster only as protocols.ClusterView
 
 
 class Cluster:
@@ -108,7 +55,7 @@ class Cluster:
                                lambda h, f=factory: f(h, self))
                 self.hosts[host.name] = host
                 group.append(host)
-        self.gw_links = {}
+        self.gw_links: dict[str, Link] = {}
         for h in self.hosts.values():
             net.add_link(h.name, "db")
         for c in self.coreapps:

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.ownership import Connect
 from ..gateway_client import GatewayError, GatewayRefused, GatewayTimeout
 from ..roles.coreapp import CoreappRole
 from .net import BASE_MIN, EOF, Conn
 from .nodes import DbClient, Proc, SimHost, node_config
+from .protocols import ClusterView
 from .world import AWAIT, SLEEP, WAIT, Fut, SimTimeout, World
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
 
 Gen = Generator[Any, Any, Any]
 #: Timer on the answer to a connect: none, as ``GatewayConnection.open`` (issue 19). Only the
@@ -162,7 +160,7 @@ def _fail(arg: tuple[World, Fut, BaseException]) -> None:
 
 
 class CoreappProc(Proc, CoreappRole):
-    def __init__(self, host: SimHost, cl: Cluster) -> None:
+    def __init__(self, host: SimHost, cl: ClusterView) -> None:
         Proc.__init__(self, host)
         CoreappRole.__init__(self, node_config(cl.cfg, "coreapp", self.name))
         self.cl = cl

@@ -30,12 +30,9 @@ whichever is first. Kinds:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .net import Link
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
+from .protocols import ClusterView
 
 DURATION_U = {  # (min, max) in multiples of the unhealthy interval
     "kill": (0.2, 3.0), "pause": (0.03, 2.0), "cut": (0.1, 3.0), "blackhole": (0.1, 3.0),
@@ -57,7 +54,7 @@ class FaultSpec:
         return f"f{self.index} {self.kind} at {self.start:.3f}s for {self.duration:.3f}s"
 
 
-def make_schedule(cl: Cluster) -> list[FaultSpec]:
+def make_schedule(cl: ClusterView) -> list[FaultSpec]:
     cfg = cl.cfg
     rng = cl.world.rng
     chaos = cfg.minutes * 60.0
@@ -82,7 +79,7 @@ def make_schedule(cl: Cluster) -> list[FaultSpec]:
 class Injector:
     """Starts and heals the faults of one schedule."""
 
-    def __init__(self, cl: Cluster, schedule: list[FaultSpec]) -> None:
+    def __init__(self, cl: ClusterView, schedule: list[FaultSpec]) -> None:
         self.cl = cl
         self.schedule = schedule
         self.active: dict[int, tuple] = {}   # index -> undo info
@@ -212,8 +209,8 @@ class Injector:
             undo = ("skew", name, offset)
             targets = f"{name} wall clock {offset:+.1f}s"
         elif f.kind == "settings":
-            if "settings" in self.claims or not cl.webapps:
-                self._skip(f, "settings change under way" if cl.webapps else "no webapp")
+            if "settings" in self.claims:
+                self._skip(f, "settings change under way")
                 return
             self.claims["settings"] = f.index
             t = cl.cfg.timing

@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING
 from ..core.monitor import live_master_window
 from ..core.ownership import FENCE_MARGIN
 from .nodes import DB_TIMEOUT
+from .protocols import ClusterView
 
 if TYPE_CHECKING:
-    from .cluster import Cluster
     from .coreapp import CoreappProc
     from .gateway import GwConn
     from .master import MasterProc
@@ -54,7 +54,7 @@ class Violation:
 
 
 class Checker:
-    def __init__(self, cl: Cluster) -> None:
+    def __init__(self, cl: ClusterView) -> None:
         self.cl = cl
         self.world = cl.world
         self.violation: Violation | None = None

@@ -7,22 +7,20 @@ virtual sleeps) and hooks the invariant checker into the role's ``on_*`` points.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..core.lease import LeaseDecision
 from ..db import NodeRow
 from ..roles.master import MasterRole
 from .nodes import DbClient, HttpError, Proc, SimHost, node_config
+from .protocols import ClusterView
 from .world import SLEEP, SimTimeout
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
 
 Gen = Generator[Any, Any, Any]
 
 
 class MasterProc(Proc, MasterRole):
-    def __init__(self, host: SimHost, cl: Cluster) -> None:
+    def __init__(self, host: SimHost, cl: ClusterView) -> None:
         Proc.__init__(self, host)
         MasterRole.__init__(self, node_config(cl.cfg, "master", self.name), self.mono())
         self.cl = cl

@@ -15,16 +15,14 @@ proxy accepted, its upstream is gone), a paused one answers when it resumes.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..config import DbConfig, NodeConfig
 from ..db import DatabaseError, NotPrimary
+from .db import SimDatabase
 from .net import BASE_MIN, EOF, Conn, Link, Net
+from .simconfig import SimConfig
 from .world import AWAIT, Endpoint, Fut, SimTimeout, World
-
-if TYPE_CHECKING:
-    from .cluster import SimConfig
-    from .db import SimDatabase
 
 DB_TIMEOUT = 2.0
 

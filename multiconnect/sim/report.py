@@ -7,8 +7,8 @@ from collections import Counter
 
 from ..core.ownership import FENCE_MARGIN
 from ..timing import BOUND_MARGIN
-from .cluster import SimConfig
 from .runner import Result, failover_bound, recovery_bound
+from .simconfig import SimConfig
 
 
 def percentile(values: list[float], q: float) -> float:

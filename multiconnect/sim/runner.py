@@ -20,11 +20,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 from ..core.ownership import FENCE_MARGIN, OwnershipCore
-from ..timing import BOUND_MARGIN
-from .cluster import Cluster, SimConfig, Timing
+from ..timing import BOUND_MARGIN, Timing
+from .cluster import Cluster
 from .faults import FaultSpec, Injector, make_schedule
 from .invariants import Violation
 from .nodes import DB_TIMEOUT
+from .simconfig import SimConfig
 
 PROBE_PERIOD = 0.25
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .cluster import Cluster, SimConfig
+from .cluster import Cluster
 from .invariants import Violation
 from .runner import format_line
+from .simconfig import SimConfig
 from .world import Endpoint
 
 

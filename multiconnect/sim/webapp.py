@@ -12,17 +12,15 @@ coreapp answered 200, i.e. after the gateway's ack came back through it.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..db import DatabaseError
 from ..roles import sender
 from ..roles.sender import Sender
 from ..sharding import shard_of
 from .nodes import DbClient, HttpError, Proc, SimHost
+from .protocols import ClusterView
 from .world import SLEEP, SimTimeout
-
-if TYPE_CHECKING:
-    from .cluster import Cluster
 
 MESSAGE_TIMEOUT = 2.0
 MASTER_TIMEOUT = 3.0     # WebappOptions.master_timeout
@@ -36,7 +34,7 @@ Gen = Generator[Any, Any, Any]
 class WebappProc(Proc, Sender):
     refresh_deadline = REFRESH_DEADLINE
 
-    def __init__(self, host: SimHost, cl: Cluster) -> None:
+    def __init__(self, host: SimHost, cl: ClusterView) -> None:
         super().__init__(host)
         self.cl = cl
         self.db = DbClient(self, cl.net.link(self.name, "db"), cl.db_server,

@@ -3,7 +3,7 @@
 Unit tests (no Docker): recipe hash stability/sensitivity, the build context tar, the step
 progress lines, ensure_engine's decisions and its start lock (against a fake dockerd).
 Integration tests (``-m integration``): a second ensure builds nothing, and each image
-honours the run contract in harness/cluster/images.py on an ``--internal`` network.
+honours the run contract of docs/images.md on an ``--internal`` network.
 """
 
 from __future__ import annotations

@@ -475,14 +475,21 @@ class Cluster:
             return f"(no log: {e})"
 
     def logs(self) -> dict[str, str]:
-        """Every container's log; on a reused cluster, only since the current test began."""
+        """Every container's log. On a reused cluster only what was logged since the current
+        test began, under a first line that says so: the nodes log little in steady state, so
+        such a log is often short or empty, and the lines before belong to earlier tests."""
         out = {}
         since = int(self.test_started_wall) if self.test_started_wall else None
+        began = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(since or 0))
+        header = "" if since is None else (
+            f"# logged since this test began ({began} UTC); the cluster was reused from an "
+            "earlier test, whose lines are left out\n")
         for name, node in self.nodes.items():
             try:
-                out[name] = node.container.logs(since=since).decode(errors="replace")
+                text = node.container.logs(since=since).decode(errors="replace")
             except docker.errors.APIError as e:
-                out[name] = f"(no log: {e})"
+                text = f"(no log: {e})\n"
+            out[name] = header + (text or ("(nothing logged)\n" if header else ""))
         return out
 
     def secrets(self) -> list[str]:

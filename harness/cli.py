@@ -8,6 +8,11 @@ failover suite against each broken build in ``mutations/`` (``harness.mutation.s
 options: ``python -m harness mutation --help``); ``mutation-sim`` runs the simulator against
 each of them (``harness.mutation.simulator``).
 
+Every command that uses Docker takes ``--docker-host URL`` (repeatable; else
+``MC_DOCKER_HOSTS``; else the local engine, started if need be): ``up`` starts its cluster on
+the first engine given, ``ps``, ``logs`` and ``down`` cover every engine given
+(:mod:`harness.cluster.engines`).
+
 The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
 is missing) under an interpreter without the project's packages, e.g. Debian's python3.
 """
@@ -29,6 +34,18 @@ def _progress(quiet: bool):
     return say
 
 
+def _clients(args: argparse.Namespace, quiet: bool) -> list[tuple[str, object]]:
+    """``(url, client)`` of every engine given (``--docker-host``, else ``MC_DOCKER_HOSTS``),
+    or of the local engine (url ``local``) when none is."""
+    from harness.cluster.engine import EngineConfig, ensure_engine
+    from harness.cluster.engines import engines_from
+    engines = engines_from(args.docker_host or [], flag="--docker-host")
+    if not engines:
+        return [("local", ensure_engine(_progress(quiet)))]
+    return [(e.url, ensure_engine(_progress(quiet), EngineConfig(base_url=e.url, start=False)))
+            for e in engines]
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.cluster.bringup import Cluster, ClusterStartError
     from harness.cluster.engine import EngineUnavailable
@@ -41,8 +58,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    cluster = Cluster(spec, keep=True, progress=_progress(args.quiet))
     try:
+        cluster = Cluster(spec, keep=True, progress=_progress(args.quiet),
+                          client=_clients(args, args.quiet)[0][1])
         cluster.start(timeout=args.timeout)
     except (ClusterStartError, EngineUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -61,48 +79,49 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     from harness.cluster import cleanup
-    from harness.cluster.engine import ensure_engine
-    client = ensure_engine(_progress(args.quiet))
-    ids = list(cleanup.runs(client)) if args.all else [args.run_id]
     if not args.all and not args.run_id:
         print("error: give --run-id ID or --all", file=sys.stderr)
         return 2
-    for run_id in ids:
-        n = cleanup.remove_run(client, run_id)
-        print(f"{run_id}: removed {n} resources")
+    for url, client in _clients(args, args.quiet):
+        runs = cleanup.runs(client)
+        for run_id in (list(runs) if args.all else [args.run_id] if args.run_id in runs else []):
+            n = cleanup.remove_run(client, run_id)
+            print(f"{run_id}: removed {n} resources ({url})")
     return 0
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
     from harness.cluster import cleanup
-    from harness.cluster.engine import ensure_engine
-    client = ensure_engine(_progress(True))
-    for run_id, owner in sorted(cleanup.runs(client).items()):
-        cs = client.api.containers(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
-        running = sum(c.get("State") == "running" for c in cs)
-        print(f"{run_id}  owner={owner}  containers={len(cs)} running={running}")
+    for url, client in _clients(args, True):
+        for run_id, owner in sorted(cleanup.runs(client).items()):
+            cs = client.api.containers(all=True,
+                                       filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
+            running = sum(c.get("State") == "running" for c in cs)
+            print(f"{run_id}  owner={owner}  containers={len(cs)} running={running}  "
+                  f"engine={url}")
     return 0
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
     from harness.cluster import cleanup
-    from harness.cluster.engine import ensure_engine
-    client = ensure_engine(_progress(True))
-    ids = [args.run_id] if args.run_id else sorted(cleanup.runs(client))
-    for run_id in ids:
-        cs = client.containers.list(all=True, filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
-        for c in sorted(cs, key=lambda c: c.name):
-            prefix = c.labels.get(cleanup.LABEL_COMPONENT, c.name)
-            for line in c.logs(timestamps=True).decode(errors="replace").splitlines():
-                print(f"{prefix:<10} | {line}")
+    for _, client in _clients(args, True):
+        ids = [args.run_id] if args.run_id else sorted(cleanup.runs(client))
+        for run_id in ids:
+            cs = client.containers.list(all=True,
+                                        filters={"label": f"{cleanup.LABEL_RUN}={run_id}"})
+            for c in sorted(cs, key=lambda c: c.name):
+                prefix = c.labels.get(cleanup.LABEL_COMPONENT, c.name)
+                for line in c.logs(timestamps=True).decode(errors="replace").splitlines():
+                    print(f"{prefix:<10} | {line}")
     return 0
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from harness.cluster.engine import ensure_engine
-    from harness.cluster.images import ensure_images
-    client = ensure_engine(_progress(args.quiet))
-    refs = ensure_images(client, progress=_progress(args.quiet))
+    from harness.cluster.images import ensure_images, ship_images
+    (_, first), *others = _clients(args, args.quiet)
+    refs = ensure_images(first, progress=_progress(args.quiet))
+    for _, client in others:  # built on the first engine, shipped to the others
+        ship_images(first, client, refs.values(), _progress(args.quiet))
     for name, ref in refs.items():
         print(f"{name:<10} {ref}")
     return 0
@@ -154,12 +173,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     down.add_argument("--run-id")
     down.add_argument("--all", action="store_true")
     down.set_defaults(fn=cmd_down)
-    sub.add_parser("ps", help="list clusters").set_defaults(fn=cmd_ps)
+    ps = sub.add_parser("ps", help="list clusters")
+    ps.set_defaults(fn=cmd_ps)
     logs = sub.add_parser("logs", help="every container's log, node-prefixed")
     logs.add_argument("--run-id")
     logs.set_defaults(fn=cmd_logs)
-    sub.add_parser("images", help="build (or find cached) every image").set_defaults(
-        fn=cmd_images)
+    images = sub.add_parser("images", help="build (or find cached) every image; with several "
+                            "engines, build on the first and ship to the others")
+    images.set_defaults(fn=cmd_images)
+    for cmd in (up, down, ps, logs, images):
+        cmd.add_argument("--docker-host", action="append", metavar="URL",
+                         help="a Docker engine: unix:///path, tcp://host:port or "
+                              "ssh://[user@]host (repeatable; else MC_DOCKER_HOSTS; else the "
+                              "local engine)")
     doctor = sub.add_parser("doctor", help="check the engine, images, report tools, .venv and "
                             "disk; say what to do for each missing thing (starts nothing)")
     doctor.set_defaults(fn=cmd_doctor)
@@ -177,8 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.fn is cmd_doctor:
         return cmd_doctor(args)
     from harness.cluster.engine import EngineUnavailable
+    from harness.cluster.engines import EngineSettingError
     try:
         return args.fn(args)
+    except EngineSettingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except EngineUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -379,6 +379,7 @@ class FakeCluster:
     def __init__(self, spec):
         self.spec = spec
         self.run_id = "fake1"
+        self.engine_url = "unix:///var/run/docker.sock"
         self.images = {{"node": "mc-node:test", "db": "mc-db:test"}}
 
     def start(self):

@@ -111,6 +111,9 @@ INI_VALUES: dict[str, tuple[str, Any]] = {
     "mc_chaos_duration": ("30", 30.0), "mc_chaos_faults": ("kill,cut", "kill,cut"),
     "mc_chaos_runs": ("2", 2), "mc_chaos_steps": ("0,3", "0,3"), "mc_chaos_shrink": ("0", 0.0),
     "mc_chaos_soak": ("true", True), "mc_chaos_soak_interval": ("2.5", 2.5),
+    "mc_docker_host": ("unix:///run/a.sock, unix:///run/b.sock",
+                       ["unix:///run/a.sock", "unix:///run/b.sock"]),
+    "mc_engine_slots": ("unix:///run/a.sock=2", ["unix:///run/a.sock=2"]),
 }
 
 
@@ -147,6 +150,11 @@ def test_ini_keys_set_every_option_and_the_command_line_wins(project: pytest.Pyt
     ("mc_chaos_faults = meteor", "--chaos-faults='meteor' is invalid"),
     ("mc_fresh_cluster = maybe", "ini key mc_fresh_cluster is invalid: true or false"),
     ("mc_shards = 3", "'shards'"),
+    ("mc_docker_host = docker.sock", "mc_docker_host 'docker.sock' is invalid: a Docker engine "
+                                     "URL"),
+    ("mc_docker_host = unix:///run/a.sock\nmc_engine_slots = unix:///run/b.sock=2",
+     "--mc-engine-slots 'unix:///run/b.sock=2' is invalid: URL=K where URL is one of the "
+     "engines given"),
 ])
 def test_a_bad_ini_value_is_a_usage_error(project: pytest.Pytester, ini: str,
                                           message: str) -> None:
@@ -156,6 +164,19 @@ def test_a_bad_ini_value_is_a_usage_error(project: pytest.Pytester, ini: str,
     assert res.ret == pytest.ExitCode.USAGE_ERROR
     assert message in res.stderr.str()
     assert "failed" not in res.stdout.str()
+
+
+def test_a_bad_engine_on_the_command_line_or_in_the_environment_is_a_usage_error(
+        project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.makepyfile(test_plain="def test_never_runs():\n    assert False\n")
+    res = run(project, "--mc-docker-host", "tcp://host")
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--mc-docker-host 'tcp://host' is invalid" in res.stderr.str()
+    monkeypatch.setenv("MC_DOCKER_HOSTS", "unix:///run/a.sock,unix:///run/a.sock")
+    res = run(project)
+    assert res.ret == pytest.ExitCode.USAGE_ERROR
+    assert "MC_DOCKER_HOSTS 'unix:///run/a.sock' is invalid: each engine once" \
+        in res.stderr.str()
 
 
 # ------------------------------------------------------------------ per-test state

@@ -234,7 +234,8 @@ class ChaosRunner:
                     continue
             return out
 
-        return SoakSampler(containers, self.history, interval=self.opts.soak_interval)
+        return SoakSampler(containers, self.history, interval=self.opts.soak_interval,
+                           engine=self.cluster.engine_url)
 
     def execute(self, schedule: Schedule) -> Execution:
         mark = len(self.history.events())

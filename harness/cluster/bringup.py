@@ -34,8 +34,8 @@ from harness.cluster import cleanup, db_record
 from harness.cluster import plan as container_plan
 from harness.cluster.addresses import AddressPlan, create_network
 from harness.cluster.api_client import ApiClient, ApiError, roles_from_health
-from harness.cluster.engine import ensure_engine, print_to_stderr
-from harness.cluster.images import ensure_images
+from harness.cluster.engine import engine_url, ensure_engine, print_to_stderr
+from harness.cluster.images import ensure_images, ship_images
 from harness.cluster.links import PORTS, LinkTable, build_links
 from harness.cluster.plan import DB_NAME, DB_USER, MEDIA_TIMEOUT, ContainerPlan  # noqa: F401 - re-exported
 from harness.cluster.reuse import gateway_cursor
@@ -69,12 +69,17 @@ class Node:
 class Cluster:
     def __init__(self, spec: Topology | None = None, *, run_id: str | None = None,
                  progress: Progress = print_to_stderr, keep: bool = False,
-                 client: docker.DockerClient | None = None) -> None:
+                 client: docker.DockerClient | None = None,
+                 image_source: docker.DockerClient | None = None) -> None:
+        """``client``: the engine to run on (default: the local one, started if need be);
+        ``image_source``: an engine whose images are shipped to ``client`` instead of built
+        there (``harness.cluster.images.ship_images``)."""
         self.spec = validate(spec or Topology())
         self.run_id = run_id or f"mc{uuid.uuid4().hex[:8]}"
         self.progress = progress
         self.keep = keep
         self.client = client
+        self.image_source = image_source
         self.links: LinkTable = build_links(self.spec)
         self.nodes: dict[str, Node] = {}
         self.db_password = secrets.token_urlsafe(12)
@@ -103,7 +108,8 @@ class Cluster:
             self.stop()
             raise
         self.started = True
-        self.progress(f"[cluster] {self.run_id} ready in {time.monotonic() - t0:.1f}s")
+        self.progress(f"[cluster] {self.run_id} ready in {time.monotonic() - t0:.1f}s "
+                      f"(engine {self.engine_url})")
         return self
 
     def _start(self, timeout: float) -> None:
@@ -111,9 +117,12 @@ class Cluster:
             self.client = ensure_engine(self.progress)
         cleanup.sweep(self.client, self.progress)
         containers = self.plan()
-        self.images = ensure_images(self.client, names=container_plan.image_names(containers),
+        self.images = ensure_images(self.image_source or self.client,
+                                    names=container_plan.image_names(containers),
                                     overrides=self.spec.image_overrides(),
                                     progress=self.progress)
+        if self.image_source is not None:
+            ship_images(self.image_source, self.client, self.images.values(), self.progress)
         names = [c.name for c in containers]
         self.network, self.addresses = create_network(
             self.client, self.run_id, self._labels("network"), names, progress=self.progress)
@@ -496,10 +505,17 @@ class Cluster:
         return [self.db_password, self.db_root_password, self.admin_password] + [
             c.token for c in self._api.values() if c.token]
 
+    @property
+    def engine_url(self) -> str:
+        """The URL of the engine this cluster runs on (``unix:///path`` for a socket here)."""
+        assert self.client is not None
+        return engine_url(self.client)
+
     def describe(self) -> dict[str, Any]:
         proxy_ip = self.nodes["toxiproxy"].ip
         return {
             "run_id": self.run_id,
+            "engine": self.engine_url,
             "webapp_url": self.webapp_url(1),
             "webapp_urls": [self.webapp_url(k) for k in range(1, self.spec.webapps + 1)],
             "admin": {"username": "admin", "password": self.admin_password},

@@ -101,6 +101,7 @@ class EngineConfig:
     """Where things live; the defaults are the real system, tests point them elsewhere."""
 
     base_url: str | None = None  # None: docker.from_env() (DOCKER_HOST or the default socket)
+    start: bool = True  # may this process start (or install) dockerd when none answers?
     dockerd: tuple[str, ...] = ("dockerd",)
     lock_path: Path = Path("/run/mc-chaos-dockerd.lock")
     log_path: Path = Path("/var/log/mc-chaos-dockerd.log")
@@ -116,9 +117,20 @@ class EngineConfig:
         default_factory=lambda: os.environ.get("MC_ENGINE_RESTART", "") == "1")
 
 
+def client_for(url: str) -> docker.DockerClient:
+    """A client of the engine at ``url`` (:mod:`harness.cluster.engines`): ``tcp://`` with
+    TLS when ``DOCKER_CERT_PATH`` is set (as the docker CLI does), ``ssh://`` through the
+    ``ssh`` client."""
+    if url.startswith("tcp://") and os.environ.get("DOCKER_CERT_PATH"):
+        kwargs = docker.utils.kwargs_from_env(environment={**os.environ, "DOCKER_HOST": url})
+        return docker.DockerClient(version="auto", timeout=120, **kwargs)
+    return docker.DockerClient(base_url=url, version="auto", timeout=120,
+                               use_ssh_client=url.startswith("ssh://"))
+
+
 def _client(cfg: EngineConfig) -> docker.DockerClient:
     if cfg.base_url:
-        return docker.DockerClient(base_url=cfg.base_url, version="auto", timeout=120)
+        return client_for(cfg.base_url)
     return docker.from_env(timeout=120)
 
 
@@ -151,12 +163,60 @@ def _dockerd_alive(cfg: EngineConfig) -> int | None:
     return pid if cfg.process_name in comm else None
 
 
-def local_dockerd(client: docker.DockerClient, cfg: EngineConfig | None = None) -> int | None:
-    """Pid of the dockerd behind ``client`` when it runs on this machine (a unix socket and
-    a live ``dockerd`` in the pid file), else None."""
+DEFAULT_SOCKET = "/var/run/docker.sock"
+
+
+def dockerd_sockets(cmdline: list[str]) -> list[str]:
+    """The unix sockets a dockerd command line listens on (``-H``/``--host``; none given:
+    the default socket)."""
+    hosts: list[str] = []
+    for i, arg in enumerate(cmdline):
+        if arg in ("-H", "--host") and i + 1 < len(cmdline):
+            hosts.append(cmdline[i + 1])
+        elif arg.startswith(("--host=", "-H=")):
+            hosts.append(arg.split("=", 1)[1])
+        elif arg.startswith("-H") and len(arg) > 2:
+            hosts.append(arg[2:])
+    if not hosts:
+        return [DEFAULT_SOCKET]
+    return [h[len("unix://"):] for h in hosts if h.startswith("unix://")]
+
+
+def socket_of(client: docker.DockerClient) -> str | None:
+    """The socket path of a client of a unix-socket engine, else None."""
     if not str(getattr(client.api, "base_url", "")).startswith("http+docker://localhost"):
         return None
-    return _dockerd_alive(cfg or EngineConfig())
+    adapter = client.api.get_adapter("http+docker://localhost")
+    return getattr(adapter, "socket_path", None) or DEFAULT_SOCKET
+
+
+def engine_url(client: docker.DockerClient) -> str:
+    """The URL of ``client``'s engine as a user gives it (``unix:///path`` for a socket)."""
+    socket = socket_of(client)
+    return f"unix://{socket}" if socket else str(client.api.base_url)
+
+
+def local_dockerd(client: docker.DockerClient, cfg: EngineConfig | None = None,
+                  proc: Path = Path("/proc")) -> int | None:
+    """Pid of the dockerd behind ``client`` when it runs on this machine: the live
+    ``dockerd`` process listening on the client's unix socket; None for any other engine."""
+    socket = socket_of(client)
+    if socket is None:
+        return None
+    want = os.path.realpath(socket)
+    name = (cfg or EngineConfig()).process_name
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != name:
+                continue
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(os.path.realpath(s) == want for s in dockerd_sockets([a for a in cmdline if a])):
+            return int(entry.name)
+    return None
 
 
 def stopped(pid: int) -> bool:
@@ -273,7 +333,7 @@ def _usable(client: docker.DockerClient, cfg: EngineConfig,
         check_answering(client, cfg.probe_timeout)
         return client
     except EngineNotAnswering as e:
-        if not cfg.restart_wedged:
+        if not cfg.restart_wedged or not cfg.start:
             raise
         progress(f"[engine] {e}")
     client = restart_engine(progress, cfg)
@@ -335,6 +395,10 @@ def ensure_engine(
     client = _answers(cfg)
     if client is not None:
         return _usable(client, cfg, progress)
+    if not cfg.start:
+        raise EngineUnavailable(f"the Docker engine at {cfg.base_url} does not answer "
+                                "GET /_ping; start it (scripts/second-engine.sh start for this "
+                                "machine's second engine) or leave it out of the engines given")
     if os.geteuid() != 0:
         raise EngineUnavailable(_how_to_fix("not root, so this process will not start dockerd"))
     if not _is_debian():

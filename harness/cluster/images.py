@@ -39,7 +39,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from harness.cluster.engine import print_to_stderr
+from harness.cluster.engine import engine_url, print_to_stderr
 
 Progress = Callable[[str], None]
 
@@ -628,6 +628,43 @@ def ensure_images(
     """Make every named image available locally (building only what is missing): name → ref."""
     results = build_images(client, names, overrides, progress, **kwargs)  # type: ignore[arg-type]
     return {r.name: r.ref for r in results if r.name in names}
+
+
+def ship_images(source: docker.DockerClient, target: docker.DockerClient, refs: Iterable[str],
+                progress: Progress = print_to_stderr, chunk_note: int = 64 << 20) -> list[str]:
+    """Copy every image of ``refs`` that ``target`` lacks from ``source`` (``docker save``
+    streamed into ``docker load`` through this process; tags and labels kept, nothing
+    rebuilt), with a progress line every ``chunk_note`` bytes. Returns the shipped refs."""
+    shipped: list[str] = []
+    where = engine_url(target)
+    for ref in refs:
+        try:
+            target.images.get(ref)
+            continue
+        except docker.errors.ImageNotFound:
+            pass
+        t0 = time.monotonic()
+        progress(f"[images] shipping {ref} to {where} (save | load)")
+        sent: list[int] = []
+        target.images.load(_counted(source.api.get_image(ref), sent, ref, progress, chunk_note))
+        target.images.get(ref)  # ImageNotFound here: the load did not give the tag
+        shipped.append(ref)
+        progress(f"[images] shipped {ref}: {sum(sent) >> 20} MB in "
+                 f"{time.monotonic() - t0:.1f} s")
+    return shipped
+
+
+def _counted(stream: Iterable[bytes], sent: list[int], ref: str, progress: Progress,
+             every: int) -> Iterator[bytes]:
+    """``stream`` passed through, each chunk's size appended to ``sent``, a progress line
+    every ``every`` bytes."""
+    next_note = every
+    for chunk in stream:
+        sent.append(len(chunk))
+        if sum(sent) >= next_note:
+            progress(f"[images]   {ref}: {sum(sent) >> 20} MB sent")
+            next_note += every
+        yield chunk
 
 
 def prune_stale_images(

@@ -34,6 +34,8 @@ command line           ini key                 default            meaning
 --mc-artifacts         mc_artifacts            reports/artifacts  histories and logs
 --mc-fresh-cluster     mc_fresh_cluster        false              a new cluster per test
 --mc-keep-failed       mc_keep_failed          false              keep a failed test's cluster
+--mc-docker-host       mc_docker_host          (local engine)     engine URL, repeatable
+--mc-engine-slots      mc_engine_slots         (1 each)           URL=K clusters at once
 --chaos-seed           mc_chaos_seed           (random)           first run's seed
 --chaos-duration       mc_chaos_duration       120                seconds of faults per run
 --chaos-faults         mc_chaos_faults         (all kinds)        fault kinds, comma-separated
@@ -45,8 +47,12 @@ command line           ini key                 default            meaning
 =====================  ======================  =================  ============================
 
 Flags (``--mc-fresh-cluster``, ``--mc-keep-failed``, ``--chaos-soak``) only switch on from the
-command line; their ini keys take ``true``/``false``. The topology options are checked by
-:class:`harness.spec.Topology` and the chaos options by :mod:`harness.chaos.runner` in
+command line; their ini keys take ``true``/``false``. Lists (``--mc-docker-host``,
+``--mc-engine-slots``) repeat on the command line; their ini keys take one value per line or
+comma-separated ones; without either, ``MC_DOCKER_HOSTS`` (comma-separated) gives the engines.
+Which engine a pytest-xdist worker's clusters run on: :mod:`harness.cluster.engines`. The
+topology options are checked by :class:`harness.spec.Topology`, the engines by
+:mod:`harness.cluster.engines` and the chaos options by :mod:`harness.chaos.runner` in
 ``pytest_configure``: a bad value is a usage error before any cluster starts.
 
 Markers
@@ -95,7 +101,19 @@ from typing import Any
 
 import pytest
 
-from harness.cluster.engine import EngineNotAnswering
+from harness.cluster.engine import (
+    EngineConfig,
+    EngineNotAnswering,
+    EngineUnavailable,
+    ensure_engine,
+)
+from harness.cluster.engines import (
+    Engine,
+    EngineSettingError,
+    engine_for,
+    engines_from,
+    split_hosts,
+)
 from harness.judge import bounds
 from harness.pytest_plugin.fixtures import nemesis, workload  # noqa: F401 - fixtures offered by the plugin
 from harness.spec import DB_ENGINES, MEDIA_BACKENDS, TIMINGS, SpecError, Topology
@@ -119,8 +137,9 @@ class Option:
     """One option of the plugin: a command-line flag and an ``mc_`` ini key.
 
     ``kind``: ``str`` (kept as text; the topology options are checked by
-    :class:`harness.spec.Topology`), ``int``, ``float`` or ``flag`` (``store_true`` on the
-    command line, ``true``/``false`` in the ini file). ``shown``: the default as the help
+    :class:`harness.spec.Topology`), ``int``, ``float``, ``flag`` (``store_true`` on the
+    command line, ``true``/``false`` in the ini file) or ``list`` (repeated on the command
+    line; one per line or comma-separated in the ini file). ``shown``: the default as the help
     and the module docstring's table show it.
     """
 
@@ -147,6 +166,8 @@ class Option:
             return self.shown
         if self.kind == "flag":
             return "false"
+        if self.kind == "list":
+            return "(none)"
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
     @property
@@ -154,6 +175,8 @@ class Option:
         """What ``config.getini`` returns when the ini file does not set the key."""
         if self.kind == "flag":
             return False
+        if self.kind == "list":
+            return ""
         return "" if self.default is None else str(self.default)
 
 
@@ -183,6 +206,11 @@ OPTIONS: list[Option] = [
     Option("--mc-keep-failed", "flag", False,
            "keep a failed test's cluster running for inspection (remove it with: python -m "
            "harness down --run-id ID)"),
+    Option("--mc-docker-host", "list", [], "a Docker engine to run clusters on: unix:///path, "
+           "tcp://host:port or ssh://[user@]host; repeat for several (with -n N, workers take "
+           "them round robin); env MC_DOCKER_HOSTS", "(local engine)"),
+    Option("--mc-engine-slots", "list", [], "URL=K: engine URL holds K clusters at once "
+           "(repeatable)", "(1 each)"),
     Option("--chaos-seed", "int", None, "seed of the random fault schedule", "(random)"),
     Option("--chaos-duration", "float", 120.0, "seconds of random faults per chaos run"),
     Option("--chaos-faults", "str", "", "comma-separated fault kinds for chaos runs",
@@ -221,7 +249,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                           default=o.ini_default)
             continue
         kwargs: dict[str, Any] = {"type": int} if o.kind == "int" else (
-            {"type": float} if o.kind == "float" else {})
+            {"type": float} if o.kind == "float" else (
+                {"action": "append"} if o.kind == "list" else {}))
         group.addoption(o.flag, dest=o.dest, default=None,
                         help=f"{o.help} (ini: {o.ini}; default {default})", **kwargs)
         parser.addini(o.ini, f"{o.help} ({o.flag}; default {default})",
@@ -231,6 +260,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _from_ini(o: Option, raw: Any) -> Any:
     if o.kind == "flag":
         return bool(raw)
+    if o.kind == "list":
+        return split_hosts(str(raw))
     if o.kind == "str":
         return str(raw)
     text = str(raw).strip()
@@ -279,9 +310,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.option.help and not getattr(config.option, "collectonly", False):
         try:
             base_topology(config)
-        except SpecError as e:
+            run_engines(config)
+        except (SpecError, EngineSettingError) as e:
             raise pytest.UsageError(str(e)) from None
         _validate_chaos_options(config)
+
+
+def run_engines(config: pytest.Config) -> list[Engine]:
+    """The engines given (``--mc-docker-host``, its ini key, else ``MC_DOCKER_HOSTS``), with
+    their ``--mc-engine-slots``; empty: the local engine."""
+    hosts = config.getoption("mc_docker_host") or []
+    from_ini = config.stash[OPTION_SOURCES].get("mc_docker_host") == "ini"
+    return engines_from([] if from_ini else hosts, ini=",".join(hosts) if from_ini else "",
+                        slots=config.getoption("mc_engine_slots") or [])
+
+
+def worker_engine(config: pytest.Config) -> Engine | None:
+    """This process's engine: pytest-xdist worker ``gwN`` takes slot N (round robin); None:
+    the local engine."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    return engine_for(worker, run_engines(config))
 
 
 def _validate_chaos_options(config: pytest.Config) -> None:
@@ -378,8 +426,22 @@ def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
     from harness.cluster.bringup import Cluster
     from harness.cluster.reuse import ClusterPool
 
+    engines = run_engines(request.config)
+    mine = worker_engine(request.config)
+    on_engine: dict[str, Any] = {}  # none given: the local engine, as Cluster() finds it
+    try:
+        if mine is not None:
+            on_engine["client"] = ensure_engine(
+                config=EngineConfig(base_url=mine.url, start=False))
+            if mine != engines[0]:  # images are built on the first engine and shipped here
+                on_engine["image_source"] = ensure_engine(
+                    config=EngineConfig(base_url=engines[0].url, start=False))
+    except EngineUnavailable as e:
+        pytest.exit(f"an engine given by --mc-docker-host does not answer; stopping the run. "
+                    f"{e}", returncode=pytest.ExitCode.USAGE_ERROR)
+
     def start(spec: Topology) -> Cluster:
-        c = Cluster(spec)
+        c = Cluster(spec, **on_engine)
         c.start()
         return c
 
@@ -492,7 +554,7 @@ def cluster_factory(request: pytest.FixtureRequest, mc_topology: Topology,
         else:
             with allure.step(f"cluster: {_describe(spec)}"):
                 c = acquire(spec)
-            allure.attach(json.dumps({**spec.to_dict(), "run_id": c.run_id,
+            allure.attach(json.dumps({**spec.to_dict(), "run_id": c.run_id, "engine": c.engine_url,
                                       "test_on_this_cluster": getattr(c, "uses", 1)}, indent=1),
                           name="topology", attachment_type=allure.attachment_type.JSON)
         started.append(c)

@@ -52,12 +52,15 @@ class SoakSampler(Poller):
     name = "soak"
 
     def __init__(self, containers: Callable[[], Iterable[tuple[str, object]]], history: History,
-                 interval: float = 10.0, duration: float = 24 * 3600.0) -> None:
+                 interval: float = 10.0, duration: float = 24 * 3600.0,
+                 engine: str = "unix://") -> None:
+        """``engine``: the URL of the engine the containers run on; soak sampling reads the
+        nodes' ``/proc`` on this host, so any engine but a unix socket here is refused."""
         super().__init__(interval, duration)
-        if os.environ.get("DOCKER_HOST", "unix://").split("://")[0] not in ("unix", ""):
+        if not engine.startswith("unix://"):
             raise RuntimeError("soak sampling reads the nodes' /proc on this host; it needs "
-                               "the Docker engine here, not DOCKER_HOST="
-                               + os.environ["DOCKER_HOST"])
+                               f"the Docker engine here, not {engine} (run soak on an engine "
+                               "of this machine)")
         self.containers = containers
         self.history = history
         self.samples = 0

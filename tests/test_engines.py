@@ -1,0 +1,90 @@
+"""harness.cluster.engines: engine URLs from the command line, ini or environment, checked
+before anything starts; slots and the round-robin placement of pytest-xdist workers."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cluster.engine import dockerd_sockets
+from harness.cluster.engines import (
+    Engine,
+    EngineSettingError,
+    check_url,
+    engine_for,
+    engines_from,
+    slot_order,
+    split_hosts,
+)
+
+A, B, C = "unix:///run/a.sock", "tcp://10.0.0.2:2376", "ssh://ci@build-3"
+
+
+@pytest.mark.parametrize("url", [A, "unix:///var/run/docker.sock", B, "tcp://[::1]:2375",
+                                 "ssh://build-3", C, "ssh://ci@build-3:2222"])
+def test_urls_the_docker_sdk_takes_are_accepted(url: str) -> None:
+    assert check_url(url) == url
+
+
+@pytest.mark.parametrize("url", ["", "docker.sock", "unix://relative.sock", "unix:///",
+                                 "tcp://host", "tcp://host:port", "http://host:2375",
+                                 "npipe:////./pipe/docker_engine", "ssh://", "ssh://a b"])
+def test_anything_else_is_refused_naming_the_setting_and_the_forms(url: str) -> None:
+    with pytest.raises(EngineSettingError) as e:
+        check_url(url)
+    assert str(e.value).startswith(f"--mc-docker-host {url!r} is invalid: ")
+    assert "unix:///path" in str(e.value) and "tcp://host:port" in str(e.value)
+
+
+def test_the_command_line_wins_then_the_ini_then_the_environment() -> None:
+    env = {"MC_DOCKER_HOSTS": f"{C}"}
+    assert engines_from([A], ini=B, env=env) == [Engine(A)]
+    assert engines_from([], ini=f"{B}\n{A}", env=env) == [Engine(B), Engine(A)]
+    assert engines_from([], ini="", env=env) == [Engine(C)]
+    assert engines_from([], ini="", env={}) == []
+
+
+def test_the_error_names_where_the_bad_value_came_from() -> None:
+    with pytest.raises(EngineSettingError, match="^mc_docker_host 'nope'"):
+        engines_from([], ini="nope", env={})
+    with pytest.raises(EngineSettingError, match="^MC_DOCKER_HOSTS 'nope'"):
+        engines_from([], env={"MC_DOCKER_HOSTS": f"{A},nope"})
+
+
+def test_an_engine_given_twice_is_refused_with_the_slots_hint() -> None:
+    with pytest.raises(EngineSettingError, match="each engine once.*--mc-engine-slots"):
+        engines_from([A, B, A], env={})
+
+
+def test_hosts_split_on_commas_spaces_and_lines() -> None:
+    assert split_hosts(f" {A},{B}\n  {C} ,") == [A, B, C]
+    assert split_hosts("") == []
+
+
+def test_slots_name_a_given_engine_and_a_count() -> None:
+    assert engines_from([A, B], slots=[f"{A}=2"], env={}) == [Engine(A, 2), Engine(B, 1)]
+    for bad, why in ((f"{C}=2", "one of the engines given"), (A, "URL=K"),
+                     (f"{A}=0", "from 1 to 16"), (f"{A}=x", "from 1 to 16"),
+                     (f"{A}=17", "from 1 to 16")):
+        with pytest.raises(EngineSettingError, match=why):
+            engines_from([A, B], slots=[bad], env={})
+
+
+def test_workers_take_engines_round_robin_over_slots() -> None:
+    a, b = Engine(A, 2), Engine(B, 1)
+    assert slot_order([a, b]) == [a, b, a]
+    assert [engine_for(f"gw{n}", [a, b]) for n in range(5)] == [a, b, a, a, b]
+    assert engine_for(None, [a, b]) == a          # no xdist: the first engine
+    assert engine_for("master", [a, b]) == a
+    assert engine_for("gw3", []) is None          # none given: the local engine
+
+
+@pytest.mark.parametrize("cmdline, sockets", [
+    (["dockerd"], ["/var/run/docker.sock"]),
+    (["dockerd", "--host", "unix:///run/mc-docker2/docker.sock", "--data-root", "/x"],
+     ["/run/mc-docker2/docker.sock"]),
+    (["dockerd", "-H", "unix:///a.sock", "-H=tcp://0.0.0.0:2375", "--host=unix:///b.sock"],
+     ["/a.sock", "/b.sock"]),
+    (["dockerd", "-Hunix:///c.sock"], ["/c.sock"]),
+])
+def test_a_dockerd_is_found_by_the_sockets_on_its_command_line(cmdline, sockets) -> None:
+    assert dockerd_sockets(cmdline) == sockets

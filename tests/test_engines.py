@@ -9,6 +9,7 @@ from harness.cluster.engine import dockerd_sockets
 from harness.cluster.engines import (
     Engine,
     EngineSettingError,
+    check_here,
     check_url,
     engine_for,
     engines_from,
@@ -16,11 +17,12 @@ from harness.cluster.engines import (
     split_hosts,
 )
 
-A, B, C = "unix:///run/a.sock", "tcp://10.0.0.2:2376", "ssh://ci@build-3"
+A, B, C = "unix:///run/a.sock", "tcp://127.0.0.1:2376", "ssh://ci@localhost"
 
 
 @pytest.mark.parametrize("url", [A, "unix:///var/run/docker.sock", B, "tcp://[::1]:2375",
-                                 "ssh://build-3", C, "ssh://ci@build-3:2222"])
+                                 "tcp://10.0.0.2:2376", "ssh://build-3", C,
+                                 "ssh://ci@build-3:2222"])
 def test_urls_the_docker_sdk_takes_are_accepted(url: str) -> None:
     assert check_url(url) == url
 
@@ -33,6 +35,21 @@ def test_anything_else_is_refused_naming_the_setting_and_the_forms(url: str) -> 
         check_url(url)
     assert str(e.value).startswith(f"--mc-docker-host {url!r} is invalid: ")
     assert "unix:///path" in str(e.value) and "tcp://host:port" in str(e.value)
+
+
+@pytest.mark.parametrize("url", [A, B, C, "tcp://[::1]:2375", "ssh://localhost:2222"])
+def test_an_engine_on_this_machine_is_accepted(url: str) -> None:
+    assert check_here(Engine(url)) == Engine(url)
+
+
+@pytest.mark.parametrize("url", ["tcp://192.0.2.7:2376", "ssh://ci@192.0.2.7"])  # TEST-NET-1
+def test_an_engine_elsewhere_is_refused_saying_why(url: str) -> None:
+    """Nothing is sent: the check binds a local socket to the address (only this machine's
+    addresses bind)."""
+    with pytest.raises(EngineSettingError) as e:
+        engines_from([url], env={})
+    assert "an engine on this machine" in str(e.value)
+    assert "reaches containers by their addresses" in str(e.value)
 
 
 def test_the_command_line_wins_then_the_ini_then_the_environment() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -129,3 +130,33 @@ def test_xdist_workers_take_one_engine_each(engines, tmp_path: Path) -> None:
     assert len(placed) == 2 and {k.split("-")[0] for k in placed} == {"gw0", "gw1"}, placed
     for key, url in placed.items():
         assert url == urls[int(key.split("-")[0][2:])], placed
+
+
+def test_a_run_killed_on_one_engine_is_swept_by_the_next_run_on_any(engines,
+                                                                      tmp_path: Path) -> None:
+    """A dead run's container on the second engine (its owner process is gone, as after a
+    SIGKILL) is removed by the next session given both engines, although that session's
+    clusters run on the first (no xdist: the first engine)."""
+    first, second = engines
+    urls = [engine_url(first), engine_url(second)]
+    labels = container_plan.labels("mcdeadrun1", "probe")
+    labels[cleanup.LABEL_OWNER] = f"{socket.gethostname()}:{_exited_pid()}"
+    image = second.images.list(filters={"label": "mc.image=node"})[0].tags[0]
+    second.containers.create(image, name="mcdeadrun1-probe", labels=labels,
+                             entrypoint=["sleep", "60"])
+    (tmp_path / "test_one.py").write_text("def test_one(cluster):\n    assert cluster.run_id\n")
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+            "--mc-media", "volume", "--mc-artifacts", str(tmp_path / "artifacts"), "test_one.py"]
+    for u in urls:
+        args += ["--mc-docker-host", u]
+    res = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "swept" in res.stderr + res.stdout and "mcdeadrun1" in res.stderr + res.stdout
+    assert _runs_on(second, "mcdeadrun1") == 0
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has exited (no process has it now)."""
+    p = subprocess.Popen(["true"])
+    p.wait()
+    return p.pid

@@ -74,7 +74,7 @@ def test_infrastructure_options() -> None:
     assert db_env["MC_DB_ROOT_PASSWORD"] == db_env["MYSQL_ROOT_PASSWORD"] == ROOT_PW
     assert p["db"].options["tmpfs"] == {"/var/lib/mysql": "rw,size=512m"}
     assert p["nfs"].options["cap_add"] == ["DAC_READ_SEARCH", "SYS_ADMIN"]
-    assert p["toxiproxy"].options == {}
+    assert p["toxiproxy"].options == {"sysctls": {"net.ipv4.tcp_syn_retries": "1"}}
     assert p["gateway"].options["command"] == ["gateway"]
     assert p["gateway"].environment == {"GATEWAY_PING_TIMEOUT": "2.0", "LD_PRELOAD": ""}
 

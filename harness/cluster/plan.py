@@ -25,6 +25,17 @@ MEDIA_TIMEOUT = 1.5
 MEDIA_MOUNT = "/usr/local/wamedia"
 #: Infrastructure containers in start order (``nfs`` only with NFS media).
 INFRA = ("db", "nfs", "toxiproxy", "gateway")
+
+#: SYN retries of the toxiproxy container's kernel (``net.ipv4.tcp_syn_retries``, a
+#: per-namespace setting): a connect to an address nobody answers gives up after 1 + 2 = 3 s
+#: instead of the default 6 retries' 127 s. toxiproxy (v2.12.0, ``proxy.go``) dials a link's
+#: upstream inside the link's accept loop with no timeout, so one dial hung on a stopped
+#: node's address holds every later connection of that link; with the default the link stayed
+#: blocked up to 64 s after the node was back (its next SYN retransmission): a false outage
+#: that a client connecting to the node itself never sees.
+TOXIPROXY_SYN_RETRIES = 1
+#: Seconds a connect from the toxiproxy container gives up after, with that setting.
+TOXIPROXY_DIAL_GIVE_UP = float(2 ** (TOXIPROXY_SYN_RETRIES + 1) - 1)
 NODE_ROLES = ("master", "coreapp", "webapp")
 
 
@@ -113,7 +124,8 @@ def _infra_options(topology: Topology, db_password: str,
         out.append(("nfs", "nfs", {
             "cap_add": ["DAC_READ_SEARCH", "SYS_ADMIN"],
             "tmpfs": {"/export": "rw,size=256m,mode=0777"}}))
-    out.append(("toxiproxy", "toxiproxy", {}))
+    out.append(("toxiproxy", "toxiproxy", {
+        "sysctls": {"net.ipv4.tcp_syn_retries": str(TOXIPROXY_SYN_RETRIES)}}))
     out.append(("gateway", "node", {
         "command": ["gateway"], "init": True,
         "environment": {"GATEWAY_PING_TIMEOUT": str(tm.gateway_ping_timeout),

@@ -106,6 +106,7 @@ from harness.cluster.engine import (
     EngineNotAnswering,
     EngineUnavailable,
     ensure_engine,
+    print_to_stderr,
 )
 from harness.cluster.engines import (
     Engine,
@@ -421,8 +422,11 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture(scope="session")
 def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The session's :class:`harness.cluster.reuse.ClusterPool`; removes the idle cluster at the end
-    (also after Ctrl-C: pytest tears session fixtures down)."""
+    """The session's :class:`harness.cluster.reuse.ClusterPool`; removes the idle cluster at the
+    end (also after Ctrl-C: pytest tears session fixtures down). With engines given, its
+    clusters run on this worker's engine (:func:`worker_engine`), from images shipped from
+    the first engine, and every engine given is swept of dead runs first."""
+    from harness.cluster import cleanup
     from harness.cluster.bringup import Cluster
     from harness.cluster.reuse import ClusterPool
 
@@ -430,12 +434,14 @@ def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
     mine = worker_engine(request.config)
     on_engine: dict[str, Any] = {}  # none given: the local engine, as Cluster() finds it
     try:
+        clients = {e.url: ensure_engine(config=EngineConfig(base_url=e.url, start=False))
+                   for e in engines}
         if mine is not None:
-            on_engine["client"] = ensure_engine(
-                config=EngineConfig(base_url=mine.url, start=False))
+            on_engine["client"] = clients[mine.url]
             if mine != engines[0]:  # images are built on the first engine and shipped here
-                on_engine["image_source"] = ensure_engine(
-                    config=EngineConfig(base_url=engines[0].url, start=False))
+                on_engine["image_source"] = clients[engines[0].url]
+        for client in clients.values():  # a run killed on any engine is swept from all
+            cleanup.sweep(client, print_to_stderr)
     except EngineUnavailable as e:
         pytest.exit(f"an engine given by --mc-docker-host does not answer; stopping the run. "
                     f"{e}", returncode=pytest.ExitCode.USAGE_ERROR)

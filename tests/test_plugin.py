@@ -302,6 +302,20 @@ def test_terminal_summary_has_one_row_per_judged_scenario(project: pytest.Pytest
     assert saved[0]["downtime"] == 3.0
 
 
+def test_the_summary_covers_every_xdist_worker(project: pytest.Pytester) -> None:
+    """With pytest-xdist each worker judges its own tests; the controller's table has them
+    all (the workers hand their rows over when they end)."""
+    pytest.importorskip("xdist")
+    project.makepyfile(test_scenarios=SCENARIOS)
+    res = run(project, "-n", "2")
+    res.assert_outcomes(passed=1, failed=3)
+    rows = summary_rows(figures_section(res.outlines))
+    assert sorted(rows) == sorted([
+        ["test_within_bound", "-", "3.00 s", "5.00 s", "pass", "-"],
+        ["test_above_bound", "-", "9.00 s !", "5.00 s", "FAIL", "-"],
+    ])
+
+
 def test_no_figures_no_summary_section(project: pytest.Pytester) -> None:
     project.makepyfile(test_plain="def test_nothing_judged():\n    assert True\n")
     res = run(project)

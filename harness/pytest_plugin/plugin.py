@@ -683,9 +683,32 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
         terminalreporter.write_line(line)
 
 
+def _portable(value: Any) -> Any:
+    """A figure as pytest-xdist can carry it from a worker (a ``Bound`` as its seconds)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist, on the controller: a worker ended; its summary rows join this one's, so
+    the ``failover figures`` table covers every worker's tests."""
+    rows = getattr(node, "workeroutput", {}).get("mc_summary", [])
+    node.config.stash.setdefault(SUMMARY, []).extend(rows)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Report-level files in the Allure results directory (if one is in use)."""
+    """On a pytest-xdist worker: hand the summary rows to the controller. Report-level files
+    in the Allure results directory (if one is in use)."""
     config = session.config
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["mc_summary"] = [{k: _portable(v) for k, v in row.items()}
+                                      for row in config.stash.get(SUMMARY, [])]
     results_dir = getattr(config.option, "allure_report_dir", None)
     if not results_dir:
         return

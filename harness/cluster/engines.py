@@ -57,11 +57,6 @@ class Engine:
     def scheme(self) -> str:
         return self.url.split("://", 1)[0]
 
-    @property
-    def local_socket(self) -> str | None:
-        """The socket path of a ``unix://`` engine (on this machine), else None."""
-        return self.url[len("unix://"):] if self.scheme == "unix" else None
-
 
 def check_url(url: str, setting: str = "--mc-docker-host") -> str:
     """``url`` if the Docker SDK can reach an engine by it, else EngineSettingError."""

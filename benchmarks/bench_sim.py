@@ -10,6 +10,7 @@ Run: ``python benchmarks/bench_sim.py [--schedules 60] [--timing documented|ci] 
 (Debian 12's ``pypy3``, Python 3.9: see ``multiconnect/sim/_compat.py``). Its JIT keeps
 warming up for a few hundred schedules; ``--warmup N`` first runs N other seeds, not counted,
 so the figure is the steady state (say which one you quote: a CLI run pays the warm-up).
+Under PyPy it runs with the simulator's GC setting (``multiconnect/sim/_compat.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from multiconnect.sim import SimConfig, run_schedule  # noqa: E402
+from multiconnect.sim._compat import reexec_with_gc_nursery  # noqa: E402
 
 
 def measure(cfg: SimConfig, seeds: range) -> dict[str, float]:
@@ -56,6 +58,7 @@ def main() -> int:
     ap.add_argument("--python", default="",
                     help="run the benchmark under this interpreter instead (e.g. pypy3)")
     args = ap.parse_args()
+    reexec_with_gc_nursery([__file__, *sys.argv[1:]])  # under PyPy: its GC setting first
     if args.python:
         return subprocess.call([
             args.python, __file__, "--schedules", str(args.schedules), "--timing", args.timing,

@@ -416,7 +416,12 @@ def test_a_refusing_database_is_not_hammered():
     assert attempts <= 3 * 100, f"{attempts} refused connection attempts in 100 s"
 
 
-def _gateway_blackhole(net: str, seconds: float) -> Scenario:
+#: The blackhole's length: coreapp-1's ping fails at ≈ 55.3 s and it may connect again 0.2 s
+#: later (the core's backoff); the link is back just before that, well within K.
+GATEWAY_BLACKHOLE = 5.4
+
+
+def _gateway_blackhole(net: str, seconds: float = GATEWAY_BLACKHOLE) -> Scenario:
     """coreapp-1 (owner of shard 0) loses its gateway link both ways for ``seconds`` (< K):
     its pings fail, it closes and reconnects when the link is back."""
     s = Scenario(replace(BASE, seed=1, send_rate=0.2, net=net))
@@ -432,7 +437,7 @@ def _gateway_blackhole(net: str, seconds: float) -> Scenario:
 
 def test_gateway_blackhole_through_toxiproxy_leaves_no_ghost():
     """Toxiproxy lets the close through and closes what crossed the toxic on heal."""
-    s = _gateway_blackhole("toxiproxy", 6.0)
+    s = _gateway_blackhole("toxiproxy")
     assert s.run(100.0) is None
     c = s.cl.gateway.by_shard.get(0)
     assert c is not None and c.node == "coreapp-1"
@@ -443,7 +448,7 @@ def test_gateway_blackhole_in_a_real_network_leaves_no_ghost():
     holds coreapp-1's old connection after the heal. The coreapp reconnects only once the
     gateway's keepalive dropped that ghost (OwnershipCore: last write + (K + margin)/0.9),
     not at once, which kicked the ghost (a same-node conflict)."""
-    s = _gateway_blackhole("tcp", 6.0)
+    s = _gateway_blackhole("tcp")
     v = s.run(100.0)
     assert v is None, f"{v}\n" + "\n".join(s.trace_lines(49.0))
     ev = [e for e in s.cl.gateway.events if e[0] >= 50.0 and e[3] == 0]
@@ -458,7 +463,7 @@ def test_the_ghost_scenario_has_teeth(monkeypatch):
     """Without the wait (every end treated as the gateway's own) the same interleaving
     reconnects over the ghost: the gateway kicks it."""
     _no_ghost_wait(monkeypatch)
-    v = _gateway_blackhole("tcp", 6.0).run(100.0)
+    v = _gateway_blackhole("tcp").run(100.0)
     assert v is not None and v.kind == "conflict" and "same node" in v.detail, v
 
 

@@ -211,7 +211,10 @@ class OwnershipCore:
         return actions
 
     def next_deadline(self, now: float) -> float:
-        """When ``tick`` should run next at the latest."""
+        """When ``tick`` should run next at the latest. With nothing due (a confirmation in
+        flight, no connection to keep) that is one confirmation period away: every input
+        (``confirmed``, ``gateway_up`` …) makes the shell re-plan at once, so no deadline
+        is missed by sleeping longer; the bound only keeps the loop re-planning."""
         candidates = [math.inf if self.confirming else self.next_confirm]
         if self.gateway is Gateway.UP:
             candidates.append(self.next_ping)
@@ -219,7 +222,7 @@ class OwnershipCore:
             candidates.append(self.valid_until)
         elif self.gateway is Gateway.DOWN and self.valid(now):
             candidates.append(self.reconnect_at())
-        return max(now, min(candidates + [now + 1.0]))
+        return max(now, min(candidates + [now + self.confirm_period]))
 
     # -- inputs --------------------------------------------------------------------------
     def confirmed(self, sent_at: float, now: float, row: OwnedRow | None) -> list[Action]:

@@ -89,6 +89,7 @@ class CoreappRole(Driver):
         # a shorter TTL applies from the next confirmation on (never lengthens a past one)
         self.own.ttl = s.ownership_ttl
         self.own.confirm_period = s.confirm_period
+        self.wake()
 
     # ------------------------------------------------------------------ ownership
     def ownership_loop(self) -> Gen:
@@ -100,7 +101,7 @@ class CoreappRole(Driver):
                 self._break_keep_alive(now)
             self.on_ownership_step()
             wait = own.next_deadline(now) - mono()
-            yield from self.wait_wake(min(max(wait, 0.01), 1.0))
+            yield from self.wait_wake(max(wait, 0.01))
 
     def execute(self, actions: list[Action]) -> None:
         for a in actions:
@@ -116,8 +117,7 @@ class CoreappRole(Driver):
                 self.spawn(self._close(), "close")
             elif isinstance(a, Ping):
                 self.spawn(self._ping(), "ping")
-        if actions:
-            self.wake()
+        self.wake()  # every input to the core re-plans the loop (next_deadline may be sooner)
 
     def _break_keep_alive(self, now: float) -> None:
         """TEST BREAK never-self-fence: keep acting on a connection the core no longer

@@ -104,7 +104,14 @@ class MasterRole(Driver):
             now = self.mono()
             wake = min(self.lease.next_attempt, self.lease.valid_until
                        if self.lease.is_primary(now) else self.lease.next_attempt)
-            yield from self.sleep(min(max(wake - now, 0.02), 1.0))
+            # nothing else moves these deadlines (_lose_lease notes the role change
+            # itself), so the loop sleeps until the next one
+            yield from self.sleep(max(wake - now, 0.02))
+
+    def _lose_lease(self) -> None:
+        """A fenced write found the lease gone, or the master stops: secondary at once."""
+        self.lease.lost()
+        self._note_role_change()
 
     def _note_role_change(self) -> None:
         primary = self.lease.is_primary(self.mono())
@@ -163,7 +170,7 @@ class MasterRole(Driver):
                 self.db_contact.ok(began)
             except NotPrimary as e:
                 self.log(WARNING, "fenced write refused: %s", e)
-                self.lease.lost()
+                self._lose_lease()
             except DatabaseError as e:
                 self.db_contact.failed()
                 self.log(WARNING, "monitor: database error: %s", e)
@@ -239,7 +246,7 @@ class MasterRole(Driver):
         epoch = self.lease.epoch
         if epoch is None or not self.lease.is_primary(self.mono()):
             return
-        self.lease.lost()
+        self._lose_lease()
         try:
             if (yield from self.db(self.db_api, "release_lease", self.cfg.name, epoch)):
                 self.log(INFO, "released the master lease (epoch %d)", epoch)
@@ -276,7 +283,7 @@ class MasterRole(Driver):
         try:
             return (yield from self.db(self.db_api, fn, self.cfg.name, epoch, *args))
         except NotPrimary as e:
-            self.lease.lost()
+            self._lose_lease()
             raise _Refused(envelope(503, E.NOT_PRIMARY_MASTER, str(e),
                                     title="Not Primary Master")) from None
         except DatabaseError as e:

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ..config import TEST_BREAKS
 from ..timing import TIMINGS
+from ._compat import reexec_with_gc_nursery
 from .report import Summary
 from .runner import Result, replay_command, run_schedule, shrink
 from .simconfig import FAULT_KINDS, NET_MODELS, SimConfig
@@ -140,4 +141,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    reexec_with_gc_nursery(["-m", "multiconnect.sim", *sys.argv[1:]])
     sys.exit(main())

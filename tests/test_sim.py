@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import os
 import shlex
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ import pytest
 from harness.judge import bounds
 from multiconnect.core.ownership import Confirm, Gateway, OwnershipCore
 from multiconnect.db import NotPrimary
-from multiconnect.sim import SimConfig, failover_bound, replay_command, run_schedule
+from multiconnect.sim import SimConfig, _compat, failover_bound, replay_command, run_schedule
 from multiconnect.sim import coreapp as sim_coreapp
 from multiconnect.sim.__main__ import main
 from multiconnect.sim.cluster import Cluster
@@ -104,6 +105,33 @@ def test_the_ci_seed_range_runs_under_pypy3():
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     assert f"{len(CI_SEEDS)} schedules" in out.stdout and "violations: 0" in out.stdout
+
+
+@pytest.mark.skipif(shutil.which("pypy3") is None, reason="pypy3 not installed")
+@pytest.mark.parametrize("given", [None, "8M"])
+def test_under_pypy3_the_entry_points_run_with_the_simulators_gc_nursery(given):
+    """PyPy reads PYPY_GC_NURSERY only at start: ``reexec_with_gc_nursery`` runs the command
+    again with the simulator's value, unless the user gave one (theirs wins, no re-exec)."""
+    root = Path(__file__).resolve().parents[1]
+    show = "import os; print(os.environ.get('PYPY_GC_NURSERY'))"
+    code = (f"{show}; from multiconnect.sim._compat import reexec_with_gc_nursery; "
+            f"reexec_with_gc_nursery(['-c', {show!r}]); print('not replaced')")
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)}
+    if given:
+        env["PYPY_GC_NURSERY"] = given
+    out = subprocess.run(["pypy3", "-c", code], cwd=root, capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    want = [given, "not replaced"] if given else ["None", _compat.GC_NURSERY]
+    assert out.stdout.splitlines() == want
+
+
+def test_under_cpython_the_gc_nursery_reexec_does_nothing(monkeypatch):
+    """CPython has no such setting: the call returns and nothing is executed."""
+    monkeypatch.delenv("PYPY_GC_NURSERY", raising=False)
+    monkeypatch.setattr(os, "execve", lambda *a: pytest.fail(f"execve{a}"))
+    assert sys.implementation.name == "cpython"
+    assert _compat.reexec_with_gc_nursery(["-c", "pass"]) is None
 
 
 # ---------------------------------------------------------------------------- CI seed range
@@ -457,6 +485,23 @@ def test_gateway_blackhole_in_a_real_network_leaves_no_ghost():
     assert ev[0][4] == ev[1][4] == "coreapp-1" and ev[1][2] != ev[0][2]
     c = s.cl.gateway.by_shard.get(0)
     assert c is not None and c.node == "coreapp-1" and c.id == ev[1][2]
+
+
+def test_a_coreapp_reconnects_as_soon_as_its_backoff_ends():
+    """Every input to the ownership core re-plans the coreapp's loop: a gateway connection
+    that a cut resets is opened again one backoff later (0.2 s), not at the loop's next
+    planned wake. Before 21e47d7 a ``gateway_down`` that returned no action woke nothing and
+    a 1 s polling cap hid it (the reconnect came up to 1 s late)."""
+    s = Scenario(replace(BASE, seed=1, send_rate=0.2))
+    ids: dict[str, int] = {}
+    s.at(50.0, lambda s: ids.update(gw=s.cut("coreapp-1", "gateway")))
+    s.at(50.05, lambda s: s.heal("coreapp-1", "gateway", ids["gw"]))
+    assert s.run(60.0) is None
+    assert s.owner(0) == "coreapp-1"
+    ev = [e for e in s.cl.gateway.events if e[0] >= 50.0 and e[3] == 0]
+    connects = [e[0] for e in ev if e[1] == "connect" and e[4] == "coreapp-1"]
+    backoff = OwnershipCore.connect_backoff  # the dataclass default: 0.2 s
+    assert connects and connects[0] - 50.0 < backoff + 0.05, ev
 
 
 def test_the_ghost_scenario_has_teeth(monkeypatch):

@@ -16,15 +16,12 @@ only at start): ``reexec_with_gc_nursery``.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import os
 import sys
 import types
 from typing import Any
 
-PACKAGE = "multiconnect"
 JIT_PARAMS = "threshold=300,function_threshold=400,trace_eagerness=50"
 #: PyPy's young generation for the simulator (PYPY_GC_NURSERY; a user's own value wins)
 GC_NURSERY = "64M"
@@ -36,6 +33,8 @@ def reexec_with_gc_nursery(arguments: list[str]) -> None:
     if sys.implementation.name != "pypy" or "PYPY_GC_NURSERY" in os.environ:
         return
     env = dict(os.environ, PYPY_GC_NURSERY=GC_NURSERY)
+    sys.stdout.flush()  # what this process printed so far is not lost with it
+    sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *arguments], env)
 
 

@@ -670,3 +670,28 @@ def test_strict_markers_still_rejects_unknown_markers(project: pytest.Pytester) 
     assert res.ret == pytest.ExitCode.INTERRUPTED
     res.stdout.fnmatch_lines(["*'failovr' not found in `markers` configuration option*"])
 
+
+
+# ------------------------------------------------------------------ the configuration file
+
+def test_an_option_value_that_moves_pytests_root_out_of_the_project_is_refused(project):
+    """pytest issue #8846: the value of ``--alluredir DIR`` written apart counts as a test
+    path while pytest picks its root; a DIR outside the project moved the root there and the
+    run (every pytest-xdist worker too) went on without the project's configuration — its
+    markers, test paths, timeout. Refused before anything runs, with the spelling that
+    works; written with '=' or inside the project it runs."""
+    project.makeini("[pytest]\nmarkers =\n    ours: a marker of this project\n")
+    project.makepyfile(test_one="import pytest\n\n\n@pytest.mark.ours\ndef test_one():\n"
+                                "    pass\n")
+    outside = project.path.parent / f"{project.path.name}-results"
+    outside.mkdir()
+    refused = run(project, "--strict-markers", "--alluredir", str(outside))
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR, refused.stdout.str()
+    refused.stderr.fnmatch_lines([f"*took the directory in '--alluredir {outside}' for a "
+                                  f"test path*Write the option with '=': --alluredir={outside}"])
+    assert not list(outside.iterdir())  # nothing ran, nothing was written
+    joined = run(project, "--strict-markers", f"--alluredir={outside}")
+    assert joined.ret == pytest.ExitCode.OK, joined.stdout.str()
+    (project.path / "results").mkdir()
+    inside = run(project, "--strict-markers", "--alluredir", "results")
+    assert inside.ret == pytest.ExitCode.OK, inside.stdout.str()

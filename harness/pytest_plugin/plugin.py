@@ -301,6 +301,7 @@ def _resolve_options(config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    check_configuration_found(config)
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     config.stash[SUMMARY] = []
@@ -315,6 +316,38 @@ def pytest_configure(config: pytest.Config) -> None:
         except (SpecError, EngineSettingError) as e:
             raise pytest.UsageError(str(e)) from None
         _validate_chaos_options(config)
+
+
+def check_configuration_found(config: pytest.Config) -> None:
+    """Refuse a run that lost the project's configuration file to an option's value.
+
+    pytest picks its root directory and configuration file before plugins add their
+    options, so the value of a plugin option written as a separate argument
+    (``--alluredir /tmp/results``) counts as a test path then (pytest issue #8846). A
+    directory outside the project moves the root there, and the run goes on without the
+    project's markers, test paths, timeout and ``mc_*`` settings (under pytest-xdist every
+    worker too). Written with ``=`` the value is never taken for a path."""
+    if config.inipath is not None:
+        return
+    args = [str(a) for a in config.invocation_params.args]
+    here = Path(config.invocation_params.dir)
+    taken = [f"{opt} {value}" for opt, value in zip(args, args[1:], strict=False)
+             if opt.startswith("--") and "=" not in opt and not value.startswith("-")
+             and (here / value).is_dir()]
+    if not taken:
+        return
+    try:
+        from _pytest.config.findpaths import locate_config
+        project_file = locate_config(here, [here])[1]
+    except Exception:  # noqa: BLE001 - pytest's internals moved: say nothing rather than guess
+        return
+    if project_file is None:
+        return
+    raise pytest.UsageError(
+        f"pytest found no configuration file, so this run would go without {project_file}'s "
+        f"settings (markers, test paths, timeout): it took the directory in "
+        f"'{taken[0]}' for a test path while choosing its root directory (pytest issue "
+        f"#8846). Write the option with '=': {taken[0].replace(' ', '=', 1)}")
 
 
 def run_engines(config: pytest.Config) -> list[Engine]:

@@ -449,15 +449,16 @@ def test_a_refusing_database_is_not_hammered():
 GATEWAY_BLACKHOLE = 5.4
 
 
-def _gateway_blackhole(net: str, seconds: float = GATEWAY_BLACKHOLE) -> Scenario:
-    """coreapp-1 (owner of shard 0) loses its gateway link both ways for ``seconds`` (< K):
-    its pings fail, it closes and reconnects when the link is back."""
+def _gateway_blackhole(net: str) -> Scenario:
+    """coreapp-1 (owner of shard 0) loses its gateway link both ways for
+    ``GATEWAY_BLACKHOLE`` seconds (< K): its pings fail, it closes and reconnects when the
+    link is back."""
     s = Scenario(replace(BASE, seed=1, send_rate=0.2, net=net))
     ids: dict[str, int] = {}
 
     def start(s: Scenario) -> None:
         ids["gw"] = s.drop("coreapp-1", "gateway", "both")
-        s.at(50.0 + seconds, lambda s: s.heal("coreapp-1", "gateway", ids["gw"]))
+        s.at(50.0 + GATEWAY_BLACKHOLE, lambda s: s.heal("coreapp-1", "gateway", ids["gw"]))
 
     s.at(50.0, start)
     return s

@@ -34,8 +34,6 @@ INFRA = ("db", "nfs", "toxiproxy", "gateway")
 #: blocked up to 64 s after the node was back (its next SYN retransmission): a false outage
 #: that a client connecting to the node itself never sees.
 TOXIPROXY_SYN_RETRIES = 1
-#: Seconds a connect from the toxiproxy container gives up after, with that setting.
-TOXIPROXY_DIAL_GIVE_UP = float(2 ** (TOXIPROXY_SYN_RETRIES + 1) - 1)
 NODE_ROLES = ("master", "coreapp", "webapp")
 
 

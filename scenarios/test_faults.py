@@ -70,7 +70,7 @@ def tcp_state(ip: str, port: int) -> str:
 
 
 def link_state(cluster: Any, link: str) -> str:
-    return tcp_state(cluster.nodes["toxiproxy"].ip, cluster.links[link].listen_port)
+    return tcp_state(*cluster.reach("toxiproxy", cluster.links[link].listen_port))
 
 
 def toxics(cluster: Any, link: str) -> list:
@@ -198,8 +198,8 @@ def test_link_faults(cluster, nemesis, history):
 def gateway_probe(cluster: Any, link: str, shard: int) -> int:
     """Through ``link``'s listener: connect for a shard nobody owns, read the answer, close.
     Returns the gateway's ``conn`` id of it."""
-    proxy = cluster.nodes["toxiproxy"].ip
-    with socket.create_connection((proxy, cluster.links[link].listen_port), timeout=5) as s:
+    where = cluster.reach("toxiproxy", cluster.links[link].listen_port)
+    with socket.create_connection(where, timeout=5) as s:
         s.sendall(json.dumps({"op": "connect", "phone": "probe", "shard": shard,
                               "node": "probe", "epoch": 0}).encode() + b"\n")
         answer = json.loads(s.makefile().readline())

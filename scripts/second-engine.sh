@@ -33,8 +33,9 @@ LOG=/var/log/$NAME.log
 POOL=${MC_ENGINE2_POOL:-10.213.0.0/16}
 URL=unix://$SOCK
 
-say() { printf '[engine2] %s\n' "$1" >&2; }
-die() { printf '[engine2] FAILED: %s\n' "$1" >&2; exit "${2:-1}"; }
+TAG=engine2
+# shellcheck source=scripts/lib/dockerd.sh
+. "$(dirname "$0")/lib/dockerd.sh"
 
 CHAIN=MC-ENGINE2
 ipt() { iptables -w 5 "$@"; }
@@ -53,12 +54,6 @@ unisolate() {
   ipt -X "$CHAIN" 2>/dev/null || true
 }
 
-pid() {  # the live dockerd of this engine, or nothing
-  local p
-  p=$(cat "$PIDFILE" 2>/dev/null) || return 0
-  if [ -n "$p" ] && [ "$(cat "/proc/$p/comm" 2>/dev/null)" = dockerd ]; then echo "$p"; fi
-}
-
 answers() {
   curl -fsS --max-time 3 --unix-socket "$SOCK" http://engine/_ping >/dev/null 2>&1
 }
@@ -75,27 +70,12 @@ start() {
   setsid dockerd --host "$URL" --data-root "$DATA" --exec-root "$RUN/exec" \
     --pidfile "$PIDFILE" --bridge none --default-address-pool "base=$POOL,size=24" \
     --iptables=false --ip-forward=false </dev/null >>"$LOG" 2>&1 &
-  for _ in $(seq 1 120); do
-    if answers; then say "ready: $URL (pid $(pid))"; return 0; fi
-    sleep 0.5
-  done
-  tail -n 20 "$LOG" >&2 || true
-  die "no answer on $SOCK within 60 s (its log's tail is above: $LOG)"
+  wait_answer "$URL" "$LOG"
 }
 
 stop() {
-  local p
-  p=$(pid)
-  if [ -z "$p" ]; then say "not running"; unisolate; return 0; fi
-  say "stopping dockerd $p"
-  kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq 1 40); do
-    [ -d "/proc/$p" ] || break
-    sleep 0.5
-  done
-  if [ -d "/proc/$p" ]; then say "still running after 20 s: SIGKILL"; kill -KILL "$p" 2>/dev/null || true; fi
+  stop_dockerd
   unisolate
-  say "stopped"
 }
 
 case "${1:-}" in

@@ -9,10 +9,11 @@ from harness.cluster.engine import dockerd_sockets
 from harness.cluster.engines import (
     Engine,
     EngineSettingError,
-    check_here,
     check_url,
     engine_for,
+    engine_host,
     engines_from,
+    is_here,
     slot_order,
     split_hosts,
 )
@@ -38,18 +39,25 @@ def test_anything_else_is_refused_naming_the_setting_and_the_forms(url: str) -> 
 
 
 @pytest.mark.parametrize("url", [A, B, C, "tcp://[::1]:2375", "ssh://localhost:2222"])
-def test_an_engine_on_this_machine_is_accepted(url: str) -> None:
-    assert check_here(Engine(url)) == Engine(url)
+def test_an_engine_on_this_machine_is_reached_directly(url: str) -> None:
+    assert is_here(url)
 
 
 @pytest.mark.parametrize("url", ["tcp://192.0.2.7:2376", "ssh://ci@192.0.2.7"])  # TEST-NET-1
-def test_an_engine_elsewhere_is_refused_saying_why(url: str) -> None:
+def test_an_engine_elsewhere_is_accepted_and_reached_through_its_access_container(
+        url: str) -> None:
     """Nothing is sent: the check binds a local socket to the address (only this machine's
     addresses bind)."""
-    with pytest.raises(EngineSettingError) as e:
-        engines_from([url], env={})
-    assert "an engine on this machine" in str(e.value)
-    assert "reaches containers by their addresses" in str(e.value)
+    assert engines_from([url], env={}) == [Engine(url)]
+    assert not is_here(url)
+    assert engine_host(url) == "192.0.2.7"
+
+
+def test_the_host_an_engine_publishes_on() -> None:
+    assert engine_host("tcp://build-3.example:2376") == "build-3.example"
+    assert engine_host("ssh://ci@build-3:2222") == "build-3"
+    assert engine_host("tcp://[::1]:2375") == "::1"
+    assert engine_host(A) == "localhost"
 
 
 def test_the_command_line_wins_then_the_ini_then_the_environment() -> None:

@@ -3,8 +3,10 @@
 One ``--internal`` network per run (no egress); containers ``<run>-db``, ``<run>-nfs``,
 ``<run>-toxiproxy``, ``<run>-gateway``, ``<run>-master-1`` …, each reachable inside the network
 by its short name. Every link between components goes through the toxiproxy container (see
-:mod:`harness.cluster.links`); the harness reaches containers by IP (the host routes to internal
-networks) and the webapps through ``client->webapp-k`` proxies.
+:mod:`harness.cluster.links`); the harness reaches the webapps through ``client->webapp-k``
+proxies and every port it dials through :meth:`Cluster.reach`: the container's address on an
+engine on this machine, the access container's published port on an engine elsewhere
+(:mod:`harness.cluster.access`).
 
 Which containers, with which images, environment and labels, is the pure plan of
 :mod:`harness.cluster.plan`; this module executes it (bring-up), gates reuse and answers queries.
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -30,11 +31,12 @@ import docker.errors
 import pymysql
 import requests
 
-from harness.cluster import cleanup, db_record
+from harness.cluster import access, cleanup, db_record
 from harness.cluster import plan as container_plan
 from harness.cluster.addresses import AddressPlan, create_network
 from harness.cluster.api_client import ApiClient, ApiError, roles_from_health
 from harness.cluster.engine import engine_url, ensure_engine, print_to_stderr
+from harness.cluster.engines import engine_host, is_here
 from harness.cluster.images import ensure_images, ship_images
 from harness.cluster.links import PORTS, LinkTable, build_links
 from harness.cluster.plan import DB_NAME, DB_USER, MEDIA_TIMEOUT, ContainerPlan  # noqa: F401 - re-exported
@@ -89,6 +91,8 @@ class Cluster:
         self.network = None
         self.addresses: AddressPlan | None = None
         self.toxiproxy: Toxiproxy | None = None
+        # where the harness dials (container, port): direct until an access container is made
+        self.reach = access.Reach(direct=lambda name: self.nodes[name].ip)
         self._api: dict[int, ApiClient] = {}
         self.started = False
         # reuse between tests (harness.cluster.reuse): cleared when a fault could not be healed or a
@@ -123,11 +127,14 @@ class Cluster:
                                     progress=self.progress)
         if self.image_source is not None:
             ship_images(self.image_source, self.client, self.images.values(), self.progress)
-        names = [c.name for c in containers]
+        through_access = not is_here(self.engine_url)
+        names = [c.name for c in containers] + ([access.NAME] if through_access else [])
         self.network, self.addresses = create_network(
             self.client, self.run_id, self._labels("network"), names, progress=self.progress)
         self.progress(f"[cluster] {self.run_id}: network created; starting infrastructure")
         self._run_all([c for c in containers if c.stage == "infra"])
+        if through_access:
+            self._start_access(containers, timeout)
         self._wait_infra(timeout)
         self._run_nodes([c for c in containers if c.stage == "nodes"])
         self._wait_ready(timeout)
@@ -172,6 +179,26 @@ class Cluster:
             extra_hosts=self.addresses.hosts(), **c.options)
         container.start()
         return Node(c.name, c.role, container, ip)
+
+    def _start_access(self, containers: list[ContainerPlan], timeout: float) -> None:
+        """The access container of an engine elsewhere (:mod:`harness.cluster.access`)."""
+        assert self.client is not None and self.addresses is not None
+        proxy = next(c for c in containers if c.name == "toxiproxy")
+        eps = access.endpoints(self.spec, self.links)
+        self.progress(f"[cluster] {self.run_id}: the engine is elsewhere; the harness reaches "
+                      f"{len(eps)} endpoints through an access container published on "
+                      f"{engine_host(self.engine_url)}")
+        self.reach = access.start(
+            self.client, run_id=self.run_id, image=self.images[proxy.image],
+            network=self.network, address=self.addresses.addresses[access.NAME],
+            hosts=self.addresses.hosts(), labels=self._labels, options=proxy.options,
+            targets={ep: self.addresses.addresses[ep[0]] for ep in eps},
+            engine_host=engine_host(self.engine_url), timeout=timeout)
+
+    def url(self, name: str, port: int) -> str:
+        """``http://host:port`` where the harness dials ``name``'s ``port``."""
+        host, port = self.reach(name, port)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def start_bystander(self, name: str) -> Any:
         """Create and start a container that is not part of the cluster on the run's network
@@ -231,7 +258,7 @@ class Cluster:
 
         def toxi_ok() -> bool:
             self._check_alive(infra)
-            return requests.get(f"http://{self.nodes['toxiproxy'].ip}:8474/version",
+            return requests.get(f"{self.url('toxiproxy', PORTS['toxiproxy_api'])}/version",
                                 timeout=1).ok
 
         def gw_ok() -> bool:
@@ -240,8 +267,7 @@ class Cluster:
 
         def nfs_ok() -> bool:
             self._check_alive(infra)
-            with socket.create_connection((self.nodes["nfs"].ip, PORTS["nfs"]), timeout=1):
-                return True
+            return access.holds_open(*self.reach("nfs", PORTS["nfs"]))
 
         checks = [("toxiproxy API", toxi_ok), ("gateway stand-in", gw_ok),
                   ("database", db_ok)]
@@ -251,7 +277,7 @@ class Cluster:
             self._wait(check, timeout, what)
         with contextlib.closing(self.db_connect()) as conn:
             db_record.create_accounts(conn, DB_NAME, self.spec.all_nodes, self.db_password)
-        self.toxiproxy = Toxiproxy(f"http://{self.nodes['toxiproxy'].ip}:8474")
+        self.toxiproxy = Toxiproxy(self.url("toxiproxy", PORTS["toxiproxy_api"]))
         self.toxiproxy.populate([
             {"name": lk.name, "listen": f"0.0.0.0:{lk.listen_port}", "upstream": lk.upstream,
              "enabled": True} for lk in self.links])
@@ -345,11 +371,10 @@ class Cluster:
     # ------------------------------------------------------------------ observation
     @property
     def gateway_url(self) -> str:
-        return f"http://{self.nodes['gateway'].ip}:8080"
+        return self.url("gateway", PORTS["gateway_log"])
 
     def webapp_url(self, k: int = 1) -> str:
-        lk = self.links[f"client->webapp-{k}"]
-        return f"http://{self.nodes['toxiproxy'].ip}:{lk.listen_port}"
+        return self.url("toxiproxy", self.links[f"client->webapp-{k}"].listen_port)
 
     def api(self, k: int = 1, timeout: float = 2.0) -> ApiClient:
         """An authenticated API client through the ``client->webapp-k`` link."""
@@ -419,7 +444,8 @@ class Cluster:
         return int(r.json()["next"])
 
     def db_connect(self, timeout: float = 2.0) -> pymysql.connections.Connection:
-        return pymysql.connect(host=self.nodes["db"].ip, port=PORTS["db"], user="root",
+        host, port = self.reach("db", PORTS["db"])
+        return pymysql.connect(host=host, port=port, user="root",
                                password=self.db_root_password, connect_timeout=int(timeout),
                                read_timeout=timeout, autocommit=True)
 
@@ -512,16 +538,19 @@ class Cluster:
         return engine_url(self.client)
 
     def describe(self) -> dict[str, Any]:
+        """What a user needs to reach the cluster from here (``python -m harness up``); the
+        nodes' and links' addresses are those on the run's network."""
         proxy_ip = self.nodes["toxiproxy"].ip
+        db_host, db_port = self.reach("db", PORTS["db"])
         return {
             "run_id": self.run_id,
             "engine": self.engine_url,
             "webapp_url": self.webapp_url(1),
             "webapp_urls": [self.webapp_url(k) for k in range(1, self.spec.webapps + 1)],
             "admin": {"username": "admin", "password": self.admin_password},
-            "db": {"host": self.nodes["db"].ip, "port": PORTS["db"], "user": "root",
+            "db": {"host": db_host, "port": db_port, "user": "root",
                    "password": self.db_root_password, "database": DB_NAME},
-            "toxiproxy_url": f"http://{proxy_ip}:8474",
+            "toxiproxy_url": self.url("toxiproxy", PORTS["toxiproxy_api"]),
             "gateway_url": self.gateway_url,
             "nodes": [n.to_dict() for n in self.nodes.values()],
             "links": self.links.to_dicts(proxy_ip),

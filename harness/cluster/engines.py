@@ -2,9 +2,9 @@
 
 Model. An engine is a URL the Docker SDK accepts: ``unix:///path/to/docker.sock``,
 ``tcp://host:port`` (TLS from ``DOCKER_CERT_PATH`` / ``DOCKER_TLS_VERIFY`` as the docker CLI
-reads them) or ``ssh://[user@]host[:port]`` (through the ``ssh`` client). For now the engine
-must run on this machine (:func:`check_here`): the harness reaches containers by their
-addresses on the run's network. The list comes from
+reads them) or ``ssh://[user@]host[:port]`` (through the ``ssh`` client), on this machine
+or elsewhere (:func:`is_here`: elsewhere, the harness reaches a run's containers through its
+access container, :mod:`harness.cluster.access`). The list comes from
 ``--mc-docker-host`` (repeatable), else the ini key ``mc_docker_host`` (one per line or
 comma-separated), else ``MC_DOCKER_HOSTS`` (comma-separated), else it is empty: the local
 engine exactly as without this module (``DOCKER_HOST`` or the default socket, started when it
@@ -94,8 +94,8 @@ def parse_slots(values: Iterable[str], urls: Iterable[str]) -> dict[str, int]:
 def engines_from(cli: Iterable[str], ini: str = "", env: Mapping[str, str] | None = None,
                  slots: Iterable[str] = (), flag: str = "--mc-docker-host") -> list[Engine]:
     """The run's engines from the command line (given as ``flag``), else the ini value,
-    else the environment (module docstring); checked (:func:`check_url`, :func:`check_here`),
-    duplicates refused. Empty: the default local engine."""
+    else the environment (module docstring); checked (:func:`check_url`), duplicates
+    refused. Empty: the default local engine."""
     env = os.environ if env is None else env
     cli = [u for u in cli if u]
     if cli:
@@ -112,7 +112,7 @@ def engines_from(cli: Iterable[str], ini: str = "", env: Mapping[str, str] | Non
                                      "URL=K for several clusters on one engine)")
         seen.add(u)
     k = parse_slots(slots, urls)
-    return [check_here(Engine(u, k.get(u, 1)), setting) for u in urls]
+    return [Engine(u, k.get(u, 1)) for u in urls]
 
 
 def is_local_address(host: str) -> bool:
@@ -131,19 +131,20 @@ def is_local_address(host: str) -> bool:
     return False
 
 
-def check_here(engine: Engine, setting: str = "--mc-docker-host") -> Engine:
-    """``engine`` if it runs on this machine, else EngineSettingError: the harness reaches
-    every container by its address on the run's network, which only the engine's own host
-    routes (docs/scale-out.md says what a remote engine would need)."""
-    if engine.scheme == "unix":
-        return engine
-    if is_local_address(urlsplit(engine.url).hostname or ""):
-        return engine
-    raise EngineSettingError(
-        setting, engine.url, "an engine on this machine (unix:///path, or tcp:// or ssh:// to "
-        "one of its addresses): the harness reaches containers by their addresses on the "
-        "run's network, routed only on the engine's host; remote engines are not supported "
-        "yet (docs/scale-out.md)")
+def engine_host(url: str) -> str:
+    """The host of an engine URL (``tcp://host:port``, ``ssh://user@host``): where an engine
+    elsewhere publishes the ports the harness dials; ``localhost`` for a unix socket."""
+    if url.startswith("unix://"):
+        return "localhost"
+    return urlsplit(url).hostname or ""
+
+
+def is_here(url: str) -> bool:
+    """Whether the engine of ``url`` runs on this machine (a unix socket, or a host that is
+    one of this machine's addresses), so that the host routes its networks: the harness
+    then dials containers directly, else through an access container
+    (:mod:`harness.cluster.access`)."""
+    return url.startswith("unix://") or is_local_address(engine_host(url))
 
 
 def slot_order(engines: list[Engine]) -> list[Engine]:

@@ -17,7 +17,7 @@ from harness.spec import Topology
 
 FIRST_PORT = 20000
 PORTS = {"db": 3306, "nfs": 2049, "gateway": 5222, "internal": 6250, "heartbeat": 6253,
-         "api": 9090}
+         "api": 9090, "toxiproxy_api": 8474, "gateway_log": 8080}
 
 
 @dataclass(frozen=True)

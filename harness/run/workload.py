@@ -494,8 +494,8 @@ def api_factory(cluster: Any, k: int = 1, timeout: float = 1.0) -> Callable[[], 
 
 
 def status_url(cluster: Any, name: str) -> Callable[[], str]:
-    """A node's own status endpoint, reached directly on the run's network."""
-    return lambda: f"http://{cluster.nodes[name].ip}:{PORTS['internal']}/internal/status"
+    """A node's own status endpoint (where the harness dials it: :meth:`Cluster.reach`)."""
+    return lambda: f"{cluster.url(name, PORTS['internal'])}/internal/status"
 
 
 class Workload:

@@ -10,8 +10,8 @@ each of them (``harness.mutation.simulator``).
 
 Every command that uses Docker takes ``--docker-host URL`` (repeatable; else
 ``MC_DOCKER_HOSTS``; else the local engine, started if need be): ``up`` starts its cluster on
-the first engine given, ``ps``, ``logs`` and ``down`` cover every engine given
-(:mod:`harness.cluster.engines`).
+the first engine given (images built where the run starts and shipped there), ``ps``,
+``logs`` and ``down`` cover every engine given (:mod:`harness.cluster.engines`).
 
 The Docker SDK is imported by the commands that use it, so ``doctor`` also runs (and says what
 is missing) under an interpreter without the project's packages, e.g. Debian's python3.
@@ -46,6 +46,14 @@ def _clients(args: argparse.Namespace, quiet: bool) -> list[tuple[str, object]]:
             for e in engines]
 
 
+def _build_engine(clients: list[tuple[str, object]], quiet: bool) -> object:
+    """Where images are built (:func:`harness.cluster.engine.build_engine`)."""
+    from harness.cluster.engine import build_engine
+    if clients[0][0] == "local":
+        return clients[0][1]
+    return build_engine([u for u, _ in clients], dict(clients), _progress(quiet))
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.cluster.bringup import Cluster, ClusterStartError
     from harness.cluster.engine import EngineUnavailable
@@ -59,8 +67,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        cluster = Cluster(spec, keep=True, progress=_progress(args.quiet),
-                          client=_clients(args, args.quiet)[0][1])
+        clients = _clients(args, args.quiet)
+        client, source = clients[0][1], _build_engine(clients, args.quiet)
+        cluster = Cluster(spec, keep=True, progress=_progress(args.quiet), client=client,
+                          image_source=None if source is client else source)
         cluster.start(timeout=args.timeout)
     except (ClusterStartError, EngineUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -118,10 +128,12 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_images(args: argparse.Namespace) -> int:
     from harness.cluster.images import ensure_images, ship_images
-    (_, first), *others = _clients(args, args.quiet)
-    refs = ensure_images(first, progress=_progress(args.quiet))
-    for _, client in others:  # built on the first engine, shipped to the others
-        ship_images(first, client, refs.values(), _progress(args.quiet))
+    clients = _clients(args, args.quiet)
+    source = _build_engine(clients, args.quiet)
+    refs = ensure_images(source, progress=_progress(args.quiet))
+    for _, client in clients:  # built where the run starts, shipped to the others
+        if client is not source:
+            ship_images(source, client, refs.values(), _progress(args.quiet))
     for name, ref in refs.items():
         print(f"{name:<10} {ref}")
     return 0

@@ -695,3 +695,28 @@ def test_an_option_value_that_moves_pytests_root_out_of_the_project_is_refused(p
     (project.path / "results").mkdir()
     inside = run(project, "--strict-markers", "--alluredir", "results")
     assert inside.ret == pytest.ExitCode.OK, inside.stdout.str()
+
+
+def test_a_scenario_whose_fault_needs_the_engines_host_is_skipped_saying_why(project):
+    """On an engine reached other than through a socket here, lost-close and engine-freeze
+    cannot act: their scenarios are skipped with the fault's reason. Any other fault that
+    could not start (nothing to resolve, a conflict) stays a failure: a skip there would
+    hide a broken scenario."""
+    project.makepyfile(test_faults_here="""
+from harness.nemesis.base import FaultConflict, NeedsEngineHost, ResolveError
+
+
+def test_needs_host():
+    raise NeedsEngineHost("lost-close needs the Docker engine on this machine")
+
+
+def test_nothing_to_resolve():
+    raise ResolveError("no primary coreapp")
+
+
+def test_conflict():
+    raise FaultConflict("coreapp-1 is already under fault f1")
+""")
+    result = run(project, "-rs")
+    result.assert_outcomes(skipped=1, failed=2)
+    result.stdout.fnmatch_lines(["*SKIPPED*lost-close needs the Docker engine on this machine*"])

@@ -426,6 +426,28 @@ def ensure_engine(
         return _wait_answer(cfg, progress, pid)
 
 
+def build_engine(urls: list[str], clients: dict[str, docker.DockerClient],
+                 progress: Progress = print_to_stderr) -> docker.DockerClient:
+    """Where a run's images are built, to be shipped to every other engine: where the run
+    starts. That is the first engine given that is on this machine; with every engine given
+    elsewhere, this machine's default engine (started when it may be); with none here either,
+    the first engine given (its host then needs the package mirrors the recipes use)."""
+    from harness.cluster.engines import is_here
+    for url in urls:
+        if is_here(url):
+            return clients[url]
+    try:
+        local = ensure_engine(progress)
+        if is_here(engine_url(local)):
+            return local
+        reason = f"DOCKER_HOST is elsewhere too ({engine_url(local)})"
+    except EngineUnavailable as e:
+        reason = str(e)
+    progress(f"[images] no engine on this machine to build on ({reason}); building on "
+             f"{urls[0]}")
+    return clients[urls[0]]
+
+
 if __name__ == "__main__":
     c = ensure_engine()
     print(c.version().get("Version"))

@@ -30,6 +30,13 @@ class FaultConflict(FaultSkipped):
     """Another active fault already holds the node this fault wants to claim."""
 
 
+class NeedsEngineHost(FaultSkipped):
+    """The fault acts on the engine's own host (its dockerd, a container's network namespace),
+    and this run's engine is not reached through a socket on this machine. A scenario built
+    on such a fault is skipped with this reason (``harness.pytest_plugin.plugin``), never
+    passed."""
+
+
 class HealError(RuntimeError):
     """One or more heals failed; every heal was attempted first. ``errors`` holds them."""
 

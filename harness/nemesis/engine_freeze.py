@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 
 from harness.cluster.engine import local_dockerd
-from harness.nemesis.base import Fault, FaultContext, FaultSkipped
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped, NeedsEngineHost
 from harness.nemesis.registry import register
 
 
@@ -30,8 +30,8 @@ class EngineFreeze(Fault):
     def start(self, ctx: FaultContext) -> None:
         pid = local_dockerd(ctx.cluster.client)
         if pid is None:
-            raise FaultSkipped("engine-freeze needs the Docker engine on this machine "
-                               "(a unix socket and a dockerd pid file)")
+            raise NeedsEngineHost("engine-freeze needs the Docker engine on this machine "
+                                  "(reached through its unix socket)")
         try:
             os.kill(pid, signal.SIGSTOP)
         except PermissionError as e:

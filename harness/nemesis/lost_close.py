@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from harness.cluster.engine import local_dockerd
 from harness.cluster.links import PORTS
-from harness.nemesis.base import Fault, FaultContext, FaultSkipped
+from harness.nemesis.base import Fault, FaultContext, FaultSkipped, NeedsEngineHost
 from harness.nemesis.common import container
 from harness.nemesis.registry import register
 
@@ -53,7 +53,8 @@ class LostClose(Fault):
 
     def start(self, ctx: FaultContext) -> None:
         if local_dockerd(ctx.cluster.client) is None:
-            raise FaultSkipped("lost-close needs the Docker engine on this machine")
+            raise NeedsEngineHost("lost-close needs the Docker engine on this machine "
+                                  "(reached through its unix socket)")
         missing = [t for t in ("nsenter", "iptables") if shutil.which(t) is None]
         if missing:
             raise FaultSkipped(f"lost-close needs {' and '.join(missing)} on this machine")

@@ -105,6 +105,7 @@ from harness.cluster.engine import (
     EngineConfig,
     EngineNotAnswering,
     EngineUnavailable,
+    build_engine,
     ensure_engine,
     print_to_stderr,
 )
@@ -439,6 +440,18 @@ def mc_artifacts(request: pytest.FixtureRequest) -> Path:
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[object]:
+    """A scenario whose fault needs the engine's own host, on an engine reached otherwise
+    (:class:`harness.nemesis.base.NeedsEngineHost`), is skipped with the fault's reason; any
+    other fault that could not start stays an error."""
+    from harness.nemesis.base import NeedsEngineHost
+    try:
+        return (yield)
+    except NeedsEngineHost as e:
+        pytest.skip(str(e))
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None],
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Keep the test's report of each phase in ``item.stash`` (read by its fixtures'
@@ -457,8 +470,9 @@ def _failed(request: pytest.FixtureRequest) -> bool:
 def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The session's :class:`harness.cluster.reuse.ClusterPool`; removes the idle cluster at the
     end (also after Ctrl-C: pytest tears session fixtures down). With engines given, its
-    clusters run on this worker's engine (:func:`worker_engine`), from images shipped from
-    the first engine, and every engine given is swept of dead runs first."""
+    clusters run on this worker's engine (:func:`worker_engine`), from images built where the
+    run starts (:func:`harness.cluster.engine.build_engine`) and shipped there, and every
+    engine given is swept of dead runs first."""
     from harness.cluster import cleanup
     from harness.cluster.bringup import Cluster
     from harness.cluster.reuse import ClusterPool
@@ -471,8 +485,9 @@ def mc_cluster_pool(request: pytest.FixtureRequest) -> Iterator[Any]:
                    for e in engines}
         if mine is not None:
             on_engine["client"] = clients[mine.url]
-            if mine != engines[0]:  # images are built on the first engine and shipped here
-                on_engine["image_source"] = clients[engines[0].url]
+            source = build_engine([e.url for e in engines], clients)
+            if source is not clients[mine.url]:  # built where the run starts, shipped here
+                on_engine["image_source"] = source
         for client in clients.values():  # a run killed on any engine is swept from all
             cleanup.sweep(client, print_to_stderr)
     except EngineUnavailable as e:

@@ -20,6 +20,7 @@ from harness.cluster.bringup import Cluster
 from harness.cluster.engine import EngineConfig, ensure_engine, local_dockerd
 from harness.cluster.engines import engine_host, is_here
 from harness.cluster.links import PORTS
+from harness.run.workload import status_url
 from harness.spec import topology
 
 pytestmark = pytest.mark.integration
@@ -81,8 +82,7 @@ def test_the_harness_reaches_the_cluster_through_the_access_container(remote,
     assert cluster.round_trip()                      # API in, the gateway's log read back
     assert cluster.primary_master() in cluster.spec.node_names("master")   # the database
     for name in cluster.spec.node_names("master") + cluster.spec.node_names("coreapp"):
-        status = requests.get(f"{cluster.url(name, PORTS['internal'])}/internal/status",
-                              timeout=5)
+        status = requests.get(status_url(cluster, name)(), timeout=5)
         assert status.ok and status.json()          # the claims poller's endpoint
 
 

@@ -18,6 +18,7 @@ from harness.cluster.access import (
     Reach,
     endpoints,
     holds_open,
+    http_url,
     listen_ports,
 )
 from harness.cluster.links import PORTS, build_links
@@ -117,3 +118,8 @@ def test_a_port_nobody_listens_on_does_not_hold_open() -> None:
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]
     assert not holds_open("127.0.0.1", port, hold=0.2)
+
+
+def test_an_ipv6_host_is_bracketed_in_a_url() -> None:
+    assert http_url("::1", 8080) == "http://[::1]:8080"
+    assert http_url("build-3", 8080) == "http://build-3:8080"

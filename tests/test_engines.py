@@ -3,9 +3,10 @@ before anything starts; slots and the round-robin placement of pytest-xdist work
 
 from __future__ import annotations
 
+import docker
 import pytest
 
-from harness.cluster.engine import dockerd_sockets
+from harness.cluster.engine import dockerd_sockets, engine_url
 from harness.cluster.engines import (
     Engine,
     EngineSettingError,
@@ -113,3 +114,17 @@ def test_workers_take_engines_round_robin_over_slots() -> None:
 ])
 def test_a_dockerd_is_found_by_the_sockets_on_its_command_line(cmdline, sockets) -> None:
     assert dockerd_sockets(cmdline) == sockets
+
+
+@pytest.mark.parametrize(("given", "kw"), [
+    ("unix:///run/a.sock", {}), ("tcp://10.0.0.2:2375", {}),
+    ("ssh://ci@build-3:2222", {"use_ssh_client": True})])
+def test_a_clients_engine_url_is_the_one_the_user_gave(given: str, kw: dict) -> None:
+    """What runs are labelled and reported with, and what decides direct or access
+    (``is_here``): the SDK keeps ``http://`` for tcp and ``http+docker://ssh`` for ssh.
+    Nothing is dialled: the client is made with a fixed API version."""
+    client = docker.DockerClient(base_url=given, version="1.41", **kw)
+    try:
+        assert engine_url(client) == given
+    finally:
+        client.close()

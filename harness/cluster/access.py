@@ -65,6 +65,11 @@ def listen_ports(eps: tuple[Endpoint, ...]) -> dict[Endpoint, int]:
     return {ep: FIRST_PORT + i for i, ep in enumerate(eps)}
 
 
+def http_url(host: str, port: int) -> str:
+    """``http://host:port``, an IPv6 host in brackets."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def proxy_name(ep: Endpoint) -> str:
     return f"{NAME}:{ep[0]}:{ep[1]}"
 
@@ -140,7 +145,7 @@ def start(client: docker.DockerClient, *, run_id: str, image: str, network: Any,
     def host_port(port: int) -> int:
         return int(bound[f"{port}/tcp"][0]["HostPort"])
 
-    api = Toxiproxy(f"http://{engine_host}:{host_port(api_port)}")
+    api = Toxiproxy(http_url(engine_host, host_port(api_port)))
     wait_for(api.version, timeout=timeout, what=f"the access container's API at {api.url}")
     api.populate([{"name": proxy_name(ep), "listen": f"0.0.0.0:{port}",
                    "upstream": f"{targets[ep]}:{ep[1]}", "enabled": True}

@@ -197,8 +197,7 @@ class Cluster:
 
     def url(self, name: str, port: int) -> str:
         """``http://host:port`` where the harness dials ``name``'s ``port``."""
-        host, port = self.reach(name, port)
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return access.http_url(*self.reach(name, port))
 
     def start_bystander(self, name: str) -> Any:
         """Create and start a container that is not part of the cluster on the run's network

@@ -191,9 +191,18 @@ def socket_of(client: docker.DockerClient) -> str | None:
 
 
 def engine_url(client: docker.DockerClient) -> str:
-    """The URL of ``client``'s engine as a user gives it (``unix:///path`` for a socket)."""
+    """The URL of ``client``'s engine as a user gives it: ``unix:///path``,
+    ``tcp://host:port`` (the SDK keeps ``http://`` or ``https://``), ``ssh://[user@]host``
+    (the SDK keeps ``http+docker://ssh`` and the host on its adapter)."""
     socket = socket_of(client)
-    return f"unix://{socket}" if socket else str(client.api.base_url)
+    if socket:
+        return f"unix://{socket}"
+    base = str(client.api.base_url)
+    if base == "http+docker://ssh":
+        adapter = getattr(client.api, "_custom_adapter", None)
+        return f"ssh://{getattr(adapter, 'ssh_host', '')}"
+    scheme, _, rest = base.partition("://")
+    return f"tcp://{rest}" if scheme in ("http", "https") else base
 
 
 def local_dockerd(client: docker.DockerClient, cfg: EngineConfig | None = None,

@@ -59,18 +59,26 @@ def answered(url: str) -> bool:
     return isinstance(probe(url, 2.0)[0], int)
 
 
-def tcp_state(ip: str, port: int) -> str:
-    try:
-        with socket.create_connection((ip, port), timeout=1.0):
-            return "open"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as e:
-        return f"error: {e}"
+LINK_PROBE = """
+import socket, sys
+try:
+    socket.create_connection(("toxiproxy", int(sys.argv[1])), timeout=1.0).close()
+    print("open")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print(f"error: {e}")
+"""
 
 
 def link_state(cluster: Any, link: str) -> str:
-    return tcp_state(*cluster.reach("toxiproxy", cluster.links[link].listen_port))
+    """toxiproxy's listener of ``link`` as the nodes see it: a connect from inside the run's
+    network (in the gateway container), so it means the same on an engine elsewhere, where
+    the harness reaches only its own endpoints (``harness.cluster.access``)."""
+    code, out = cluster.exec("gateway", ["python3", "-c", LINK_PROBE,
+                                         str(cluster.links[link].listen_port)])
+    assert code == 0, out
+    return out.strip()
 
 
 def toxics(cluster: Any, link: str) -> list:
@@ -112,7 +120,11 @@ def test_link_faults(cluster, nemesis, history):
         assert f.targets == ["client->webapp-1"]
         res, took = probe(url, 2.0)
         assert isinstance(res, requests.ConnectionError), res
-        assert classify_exception(res)[0] == "fail" and took < 1.0
+        # through an access container (an engine elsewhere) the connect is accepted and
+        # then closed: the client cannot tell that the request never arrived, so it is
+        # recorded as indeterminate, never as failed (harness.cluster.access)
+        assert classify_exception(res)[0] == (
+            "info" if cluster.reach.through_access else "fail") and took < 1.0
         assert link_state(cluster, "client->webapp-1") == "refused"
     assert answered(url)
 

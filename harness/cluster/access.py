@@ -20,9 +20,16 @@ the internal network alone, so ``isolate`` and ``cut`` keep their meaning. The a
 container is not a node of the cluster (no fault draws it); it carries the run's labels, so
 teardown and the sweeper remove it and its network with the rest.
 
-One difference is visible to a caller: a proxy accepts a connection before it dials the
-upstream, so "the port accepts" means less through it. :func:`holds_open` asks the question
-both ways give the same answer to: is a connection accepted *and kept*.
+Differences a caller sees, both because a proxy accepts a connection before it dials its
+upstream:
+
+- "the port accepts" means less through it. :func:`holds_open` asks the question both ways
+  answer alike: is a connection accepted *and kept*.
+- a connect that the run's toxiproxy refuses (a cut ``client->webapp-k`` link) reaches the
+  harness as a connection accepted and then closed. The workload cannot tell that such a
+  request never arrived, so it records it as indeterminate (``info``), never as failed: the
+  checkers stay sound (an indeterminate request may or may not have happened), the history
+  is less sharp. Any TCP relay does the same (the engine's own published ports included).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ from __future__ import annotations
 import docker
 import pytest
 
-from harness.cluster.engine import dockerd_sockets, engine_url
+from harness.cluster import engine as engine_module
+from harness.cluster.engine import build_engine, dockerd_sockets, engine_url
 from harness.cluster.engines import (
     Engine,
     EngineSettingError,
@@ -128,3 +129,38 @@ def test_a_clients_engine_url_is_the_one_the_user_gave(given: str, kw: dict) -> 
         assert engine_url(client) == given
     finally:
         client.close()
+
+
+class _Client:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+ELSEWHERE = "tcp://192.0.2.7:2376"  # TEST-NET-1: never dialled, only checked for being local
+
+
+def test_images_are_built_on_the_first_engine_given_that_is_on_this_machine() -> None:
+    clients = {u: _Client(u) for u in (ELSEWHERE, B, A)}
+    assert build_engine([ELSEWHERE, B, A], clients, lambda _: None) is clients[B]
+
+
+def test_with_every_engine_elsewhere_images_are_built_on_this_machines_engine(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    local = _Client("unix:///var/run/docker.sock")
+    monkeypatch.setattr(engine_module, "ensure_engine", lambda progress: local)
+    monkeypatch.setattr(engine_module, "engine_url", lambda client: client.url)
+    clients = {ELSEWHERE: _Client(ELSEWHERE)}
+    assert build_engine([ELSEWHERE], clients, lambda _: None) is local
+
+
+def test_with_no_engine_here_at_all_images_are_built_on_the_first_given_saying_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(progress):
+        raise engine_module.EngineUnavailable("no dockerd here")
+
+    monkeypatch.setattr(engine_module, "ensure_engine", unavailable)
+    said: list[str] = []
+    clients = {ELSEWHERE: _Client(ELSEWHERE)}
+    assert build_engine([ELSEWHERE], clients, said.append) is clients[ELSEWHERE]
+    assert said == [f"[images] no engine on this machine to build on (no dockerd here); "
+                    f"building on {ELSEWHERE}"]

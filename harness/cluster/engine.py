@@ -37,6 +37,8 @@ from typing import Any, TypeVar
 import docker
 import docker.errors
 
+from harness.cluster.engines import is_here
+
 Progress = Callable[[str], None]
 
 
@@ -441,7 +443,6 @@ def build_engine(urls: list[str], clients: dict[str, docker.DockerClient],
     starts. That is the first engine given that is on this machine; with every engine given
     elsewhere, this machine's default engine (started when it may be); with none here either,
     the first engine given (its host then needs the package mirrors the recipes use)."""
-    from harness.cluster.engines import is_here
     for url in urls:
         if is_here(url):
             return clients[url]

@@ -89,10 +89,4 @@ stop() {
   unplumb
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  status) if answers; then echo "running: $URL (pid $(pid))"; else echo "not running"; exit 1; fi ;;
-  url) echo "$URL" ;;
-  *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
-esac
+main "$@"

@@ -6,9 +6,6 @@ against an engine in its own network namespace (tests/test_engines_integration.p
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -23,6 +20,7 @@ from harness.cluster.access import (
 )
 from harness.cluster.links import PORTS, build_links
 from harness.spec import Topology
+from tests.loopback import listening
 
 
 def test_the_endpoints_are_what_the_harness_dials_and_nothing_else() -> None:
@@ -72,45 +70,13 @@ def test_an_endpoint_the_access_container_does_not_forward_is_named_in_the_error
     assert "db:3306" in str(e.value)
 
 
-@contextmanager
-def server(close_at_once: bool) -> Iterator[int]:
-    """A loopback listener that either keeps each connection open silently (as NFS does) or
-    closes it at once (as a proxy does whose upstream refuses)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.05)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            if close_at_once:
-                conn.close()
-            else:
-                held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(2)
-        for c in held:
-            c.close()
-        listener.close()
-
-
 def test_a_server_that_keeps_the_connection_holds_open() -> None:
-    with server(close_at_once=False) as port:
+    with listening("hang") as (port, _):
         assert holds_open("127.0.0.1", port, hold=0.2)
 
 
 def test_a_proxy_whose_upstream_is_down_does_not_hold_open() -> None:
-    with server(close_at_once=True) as port:
+    with listening("close") as (port, _):
         assert not holds_open("127.0.0.1", port, hold=0.5)
 
 

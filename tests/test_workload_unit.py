@@ -26,6 +26,7 @@ from harness.run.workload import (
     classify_response,
 )
 from multiconnect.sharding import shard_of
+from tests.loopback import listening
 
 ENVELOPE = {"errors": [{"code": 1011, "title": "Service not ready", "details": "no owner"}]}
 
@@ -90,34 +91,9 @@ def test_classify_response(status, body, expected):
 
 @pytest.fixture
 def listener():
-    """A loopback server socket: ``mode`` decides what it does with a connection."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(8)
-    conns: list[socket.socket] = []
-    state = {"mode": "hang"}
-    stop = threading.Event()
-
-    def serve():
-        srv.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                c, _ = srv.accept()
-            except OSError:
-                continue
-            conns.append(c)
-            if state["mode"] == "reset-after-read":
-                c.recv(65536)
-                c.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    yield srv.getsockname()[1], state
-    stop.set()
-    t.join(2)
-    for c in conns:
-        c.close()
-    srv.close()
+    """A loopback server socket (:func:`tests.loopback.listening`)."""
+    with listening() as served:
+        yield served
 
 
 def closed_port() -> int:

@@ -1,6 +1,7 @@
 # Shared by scripts/second-engine.sh and scripts/remote-engine.sh: the lifecycle of one extra
-# dockerd that such a script starts. The caller sets TAG (the log prefix), PIDFILE and
-# answers() (exits 0 when the engine answers _ping), then calls these.
+# dockerd that such a script starts. The caller sets TAG (the log prefix), PIDFILE, URL,
+# answers() (exits 0 when the engine answers _ping), start() and stop(), then runs
+# main "$@".
 
 say() { printf '[%s] %s\n' "$TAG" "$1" >&2; }
 die() { printf '[%s] FAILED: %s\n' "$TAG" "$1" >&2; exit "${2:-1}"; }
@@ -32,4 +33,14 @@ stop_dockerd() {  # SIGTERM, then SIGKILL after 20 s; returns at once when none 
   done
   if [ -d "/proc/$p" ]; then say "still running after 20 s: SIGKILL"; kill -KILL "$p" 2>/dev/null || true; fi
   say "stopped"
+}
+
+main() {  # the scripts' commands: start|stop|status|url
+  case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) if answers; then echo "running: $URL (pid $(pid))"; else echo "not running"; exit 1; fi ;;
+    url) echo "$URL" ;;
+    *) echo "usage: $0 start|stop|status|url" >&2; exit 2 ;;
+  esac
 }

@@ -27,7 +27,11 @@ pytestmark = [
 
 
 @pytest.fixture
-def local_cluster():
+def local_cluster(request: pytest.FixtureRequest):
+    """The roles as processes on loopback; every process's log is printed (teardown's
+    captured output, shown with the failure) when the test failed — pytest does not raise a
+    test's exception into its fixtures, so the count of failed tests tells."""
+    failed_before = request.session.testsfailed
     with local_mariadb() as db, tempfile.TemporaryDirectory(prefix="mc-roles-") as wd:
         c = LocalCluster(db, Path(wd))
         c.start_gateway()
@@ -38,10 +42,9 @@ def local_cluster():
         c.start_node("webapp-1", "webapp")
         try:
             yield c
-        except BaseException:
-            print(c.logs())
-            raise
         finally:
+            if request.session.testsfailed > failed_before:
+                print(c.logs())
             c.stop()
 
 
